@@ -1,0 +1,122 @@
+"""Tiny random-weight models and an offline tokenizer, built on the spot.
+
+Used by the test-suite, the benchmarks and `longrm demo`: these machines reach
+no model hub, so everything that needs "a model" gets one of these. The
+tokenizer is a byte-level BPE trained in memory, so any text (long contexts,
+judge prompts, non-ASCII) encodes; its chat template is ChatML with Qwen3's
+``enable_thinking`` switch so prompt code paths see a realistic template.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CHATML_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}"
+    "{{ '<|im_start|>assistant\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false -%}"
+    "{{ '<think>\n\n</think>\n\n' }}"
+    "{%- endif -%}"
+    "{%- endif -%}"
+)
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
+
+_CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Please act as an impartial judge and evaluate the quality of the responses.",
+    "[[A]] [[B]] [[A>B>C]] [[C>A>B>D]] [Analysis] [Ranking] [Score: 7]",
+    "[User Question] [The Start of Assistant A's Answer] [The End of Assistant B's Answer]",
+    "system user assistant context document question answer long reward model",
+    "0 1 2 3 4 5 6 7 8 9 10 100 1000 the of and to in is that for it with as",
+]
+
+
+def build_tokenizer(vocab_size: int = 512, model_max_length: int = 1 << 20):
+    """A byte-level BPE `PreTrainedTokenizerFast` with a ChatML chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS * 20, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<pad>",
+        bos_token=None,
+        unk_token=None,
+        model_max_length=model_max_length,
+    )
+    fast.chat_template = CHATML_TEMPLATE
+    return fast
+
+
+def _config(arch: str, vocab_size: int, hidden: int, layers: int, heads: int, kv_heads: int,
+            max_positions: int, **extra):
+    import transformers
+
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=False,
+        **extra,
+    )
+    if arch == "llama":
+        return transformers.LlamaConfig(**common)
+    if arch == "qwen2":
+        return transformers.Qwen2Config(**common)
+    if arch == "qwen3":
+        return transformers.Qwen3Config(head_dim=hidden // heads, **common)
+    if arch == "gemma":
+        return transformers.GemmaConfig(head_dim=hidden // heads, **common)
+    raise ValueError(f"unknown tiny architecture {arch!r} (llama, qwen2, qwen3, gemma)")
+
+
+def build_model(kind: str = "causal", arch: str = "llama", *, tokenizer=None, hidden: int = 64,
+                layers: int = 2, heads: int = 4, kv_heads: int = 2, max_positions: int = 1 << 18,
+                vocab_size: int | None = None, seed: int = 0, num_labels: int = 1):
+    """A random-weight model. ``kind`` is ``causal`` or ``seq-cls`` (scalar reward model)."""
+    import torch
+    import transformers
+
+    tokenizer = tokenizer or build_tokenizer()
+    vocab = vocab_size or len(tokenizer)
+    config = _config(arch, vocab, hidden, layers, heads, kv_heads, max_positions,
+                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                     bos_token_id=None)
+    torch.manual_seed(seed)
+    if kind == "causal":
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    elif kind == "seq-cls":
+        config.num_labels = num_labels
+        model = transformers.AutoModelForSequenceClassification.from_config(config)
+    else:
+        raise ValueError(f"unknown model kind {kind!r} (causal, seq-cls)")
+    model.eval()
+    return model, tokenizer
+
+
+def save_tiny_model(path: str | os.PathLike, kind: str = "causal", arch: str = "llama", **kwargs) -> Path:
+    """Build a tiny model and tokenizer and save both to ``path`` (loadable with from_pretrained)."""
+    path = Path(path)
+    model, tokenizer = build_model(kind, arch, **kwargs)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
