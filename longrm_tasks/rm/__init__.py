@@ -1,0 +1,1 @@
+"""Scalar reward-model scoring for Long-RewardBench items (shared-prefix, token-accounted)."""
