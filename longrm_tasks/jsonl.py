@@ -1,0 +1,44 @@
+"""Line-numbered JSONL reading with errors that name file and line.
+
+Lines are decoded one at a time so a bad byte or a truncated JSON line is
+reported where it is, instead of as an opaque traceback from a bulk reader.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterator
+
+from longrm_tasks.errors import InputError
+
+try:  # orjson parses the benchmark's multi-MB lines several times faster; optional
+    import orjson as _orjson
+
+    _loads = _orjson.loads
+    _JSONError: tuple[type[Exception], ...] = (_orjson.JSONDecodeError, ValueError)
+except ImportError:  # pragma: no cover - depends on the environment
+    _loads = json.loads
+    _JSONError = (json.JSONDecodeError, ValueError)
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, object)`` for each non-blank line of a JSONL file."""
+    path = os.fspath(path)
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(f"not valid UTF-8 (byte {err.start} of the line)", path=path, line=lineno) from None
+            try:
+                yield lineno, _loads(text)
+            except _JSONError as err:
+                raise InputError(f"invalid JSON ({str(err).splitlines()[0]})", path=path, line=lineno) from None
+
+
+def write_jsonl(path: str | os.PathLike, rows) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")

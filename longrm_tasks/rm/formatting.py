@@ -1,0 +1,146 @@
+"""Turn a Long-RewardBench item into the token ids a scalar reward model scores.
+
+Each candidate is rendered as ``prompt_template + [assistant: candidate]``
+through the reward model's own chat template (the reference protocol). Over-long
+items are handled here, once, so every scorer (shared-prefix, unshared, vLLM)
+sees exactly the same tokens:
+
+- ``middle``: drop one middle span of the *context* — the same span from every
+  candidate — so the longest candidate fits ``max_length``. The head of the
+  context, its tail (the question) and every answer survive, and the
+  candidates keep their common prefix, which is what shared-prefix scoring
+  needs (cutting each candidate separately would misalign their tails).
+- ``paper``: the reference evaluator's fixed rule (>= 131,072 tokens: first
+  65,536 + last 65,531), applied to each candidate as the reference does.
+  Sequences still longer than ``max_length`` are skipped.
+- ``skip``: items with a candidate longer than ``max_length`` are skipped.
+
+Nothing is cut or skipped silently: every `FormattedItem` says how many
+tokens were dropped or why it was skipped.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from longrm_tasks.errors import InputError
+from longrm_tasks.truncation import paper_truncate, truncate_middle
+
+TRUNCATION_POLICIES = ("middle", "paper", "skip")
+
+
+@dataclass(frozen=True)
+class ScoringItem:
+    """One item to score: the whole task prompt and the candidate answers to rank."""
+
+    prompt_template: list[dict[str, str]]
+    candidates: list[str]
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class FormattedItem:
+    """Token ids of every candidate, ready for a scorer, plus what over-long handling did."""
+
+    input_ids: list[list[int]]
+    original_lengths: list[int]
+    dropped_tokens: int = 0  # most tokens removed from any one candidate
+    skip_reason: str | None = None
+    id: str | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def skipped(self) -> bool:
+        return self.skip_reason is not None
+
+
+def as_scoring_item(obj: ScoringItem | Mapping[str, Any]) -> ScoringItem:
+    """Accept a `ScoringItem` or a mapping with ``prompt_template`` and ``candidates``."""
+    if isinstance(obj, ScoringItem):
+        item = obj
+    elif isinstance(obj, Mapping):
+        item_id = obj.get("id")
+        for key in ("prompt_template", "candidates"):
+            if key not in obj:
+                raise InputError(f"missing (got keys {sorted(obj)})", line=item_id, field=key)
+        item = ScoringItem(list(obj["prompt_template"]), list(obj["candidates"]),
+                           None if item_id is None else str(item_id))
+    else:
+        raise TypeError(f"expected a ScoringItem or a mapping, got {type(obj).__name__}")
+    if not item.candidates:
+        raise InputError("no candidates to score", line=item.id, field="candidates")
+    if not all(isinstance(c, str) for c in item.candidates):
+        raise InputError("every candidate must be a string", line=item.id, field="candidates")
+    if not item.prompt_template:
+        raise InputError("empty prompt", line=item.id, field="prompt_template")
+    return item
+
+
+def chat_token_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of ``messages`` rendered by the tokenizer's chat template."""
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False)
+    # Some tokenizers still hand back an encoding object; take the ids from it.
+    if isinstance(ids, Mapping):
+        ids = ids["input_ids"]
+    return list(ids)
+
+
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix shared by all ``sequences``."""
+    if not sequences:
+        return 0
+    shortest = min(len(s) for s in sequences)
+    first = sequences[0]
+    for i in range(shortest):
+        token = first[i]
+        if any(s[i] != token for s in sequences[1:]):
+            return i
+    return shortest
+
+
+def format_item(tokenizer, item: ScoringItem | Mapping[str, Any], *, max_length: int | None = None,
+                truncation: str = "middle") -> FormattedItem:
+    """Chat-format every candidate of ``item`` and fit it to ``max_length`` by ``truncation``."""
+    if truncation not in TRUNCATION_POLICIES:
+        raise ValueError(f"unknown truncation {truncation!r} (choose from {', '.join(TRUNCATION_POLICIES)})")
+    item = as_scoring_item(item)
+    full = [chat_token_ids(tokenizer, item.prompt_template + [{"role": "assistant", "content": c}])
+            for c in item.candidates]
+    lengths = [len(ids) for ids in full]
+
+    if truncation == "paper":
+        cuts = [paper_truncate(ids) for ids in full]
+        full = [kept for kept, _ in cuts]
+        dropped = max(cut.dropped for _, cut in cuts)
+        if max_length is not None and max(map(len, full)) > max_length:
+            return FormattedItem([], lengths, dropped, _too_long(full, max_length, "after the paper rule"),
+                                 item.id)
+        return FormattedItem(full, lengths, dropped, id=item.id)
+
+    if max_length is None or max(lengths) <= max_length:
+        return FormattedItem(full, lengths, id=item.id)
+    if truncation == "skip":
+        return FormattedItem([], lengths, skip_reason=_too_long(full, max_length), id=item.id)
+    return _truncate_context(tokenizer, item, full, lengths, max_length)
+
+
+def _truncate_context(tokenizer, item: ScoringItem, full: list[list[int]], lengths: list[int],
+                      max_length: int) -> FormattedItem:
+    # The context is what every candidate shares with the prompt rendered alone;
+    # everything after it (assistant header, answer, end-of-turn) is protected.
+    prompt_ids = chat_token_ids(tokenizer, item.prompt_template)
+    context_len = min(common_prefix_length([prompt_ids, ids]) for ids in full)
+    tails = [ids[context_len:] for ids in full]
+    budget = max_length - max(len(t) for t in tails)
+    if budget <= 0:
+        return FormattedItem([], lengths, skip_reason=(
+            f"the longest answer alone needs {max(len(t) for t in tails)} tokens, over max_length "
+            f"{max_length}"), id=item.id)
+    context, cut = truncate_middle(full[0][:context_len], budget)
+    return FormattedItem([context + tail for tail in tails], lengths, cut.dropped, id=item.id)
+
+
+def _too_long(full: list[list[int]], max_length: int, when: str = "") -> str:
+    longest = max(len(ids) for ids in full)
+    return f"longest candidate has {longest} tokens {when + ' ' if when else ''}> max_length {max_length}"

@@ -1,0 +1,292 @@
+"""Score Long-RewardBench items with a scalar reward model, encoding the shared context once.
+
+Every candidate of an item repeats the same long context. The reference
+evaluator runs one full forward pass per candidate; here the longest common
+token prefix of the candidates runs once (optionally in chunks, to bound peak
+memory), and each remainder — the answer and the chat template's closing
+tokens — attends to that prefix's KV cache. Only the hidden state of each
+candidate's pooled token goes through the classification head.
+
+``share_prefix=False`` is the reference behaviour (one full forward per
+candidate), kept for comparison and as the fallback for models whose caches
+cannot be shared (sliding-window or linear-attention layers).
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+
+from longrm_tasks.rm.formatting import FormattedItem, ScoringItem, common_prefix_length, format_item
+
+logger = logging.getLogger(__name__)
+
+# Attribute names of the classification head in transformers' and common custom reward models.
+_HEAD_NAMES = ("score", "classifier", "v_head", "reward_head", "rm_head")
+
+
+@dataclass
+class ItemScore:
+    """Scores of one item's candidates (input order) and what it cost to compute them."""
+
+    scores: list[float]
+    tokens_processed: int  # real tokens run through the model
+    unique_tokens: int  # shared prefix once + every candidate's remainder
+    dropped_tokens: int = 0  # cut by over-long handling (most from any one candidate)
+    skipped: bool = False
+    skip_reason: str | None = None
+    padding_tokens: int = 0  # pad slots run alongside the real tokens when batching
+    shared_prefix_tokens: int = 0  # length of the prefix that ran once (0 = no sharing)
+    id: str | None = None
+
+
+def token_ratio(results: Iterable[ItemScore]) -> float:
+    """Tokens processed / unique tokens over the scored items (1.0 = each token encoded once)."""
+    processed = unique = 0
+    for r in results:
+        if not r.skipped:
+            processed += r.tokens_processed
+            unique += r.unique_tokens
+    return processed / unique if unique else float("nan")
+
+
+def token_summary(results: Sequence[ItemScore]) -> dict[str, Any]:
+    """Run-level figures a report prints next to the metrics."""
+    scored = [r for r in results if not r.skipped]
+    return {
+        "items": len(results),
+        "skipped": len(results) - len(scored),
+        "truncated": sum(1 for r in scored if r.dropped_tokens),
+        "dropped_tokens": sum(r.dropped_tokens for r in scored),
+        "tokens_processed": sum(r.tokens_processed for r in scored),
+        "unique_tokens": sum(r.unique_tokens for r in scored),
+        "padding_tokens": sum(r.padding_tokens for r in scored),
+        "tokens_ratio": token_ratio(scored),
+    }
+
+
+def find_score_head(model) -> torch.nn.Module:
+    """The module mapping a hidden state to the reward (``model.score`` for Llama/Qwen/Gemma)."""
+    for name in _HEAD_NAMES:
+        head = getattr(model, name, None)
+        if isinstance(head, torch.nn.Module):
+            return head
+    others = [m for n, m in model.named_children() if n != model.base_model_prefix]
+    if len(others) == 1:
+        return others[0]
+    raise ValueError(f"cannot find the classification head of {type(model).__name__}; "
+                     f"children: {[n for n, _ in model.named_children()]}")
+
+
+def pooled_index(ids: Sequence[int], pad_token_id: int | None) -> int:
+    """Position whose hidden state the model scores: transformers' rule, the last non-pad token."""
+    if pad_token_id is not None:
+        for i in range(len(ids) - 1, -1, -1):
+            if ids[i] != pad_token_id:
+                return i
+        return 0  # transformers' argmax over an all-pad row
+    return len(ids) - 1
+
+
+def _sharing_unavailable_reason(model) -> str | None:
+    layer_types = getattr(model.config.get_text_config(), "layer_types", None) or []
+    if any(t != "full_attention" for t in layer_types):
+        return f"layers {sorted(set(layer_types))} are not all full attention"
+    return None
+
+
+class FrozenPrefixLayer(DynamicLayer):
+    """A cache layer that lets a batch of remainders attend to a shared prefix without storing them.
+
+    It holds the prefix's keys/values (batch 1); ``update`` returns them
+    broadcast to the remainder batch, followed by the new keys/values, and keeps
+    nothing, so the prefix stays intact for the next batch and only one layer's
+    concatenation is alive at a time (a `DynamicCache` expanded per candidate
+    would hold a copy of the whole prefix cache per candidate).
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+        super().__init__()
+        self.lazy_initialization(keys, values)
+        self.keys, self.values = keys, values
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        batch = key_states.shape[0]
+        return (torch.cat([self.keys.expand(batch, -1, -1, -1), key_states], dim=-2),
+                torch.cat([self.values.expand(batch, -1, -1, -1), value_states], dim=-2))
+
+
+def frozen_prefix_cache(prefix_cache: DynamicCache) -> Cache | None:
+    """Read-only view of a prefix cache, or None when a layer is not a plain full-attention layer."""
+    if not all(type(layer) is DynamicLayer for layer in prefix_cache.layers):
+        return None
+    return Cache(layers=[FrozenPrefixLayer(layer.keys, layer.values) for layer in prefix_cache.layers])
+
+
+class RewardScorer:
+    """Score items with an ``AutoModelForSequenceClassification`` reward model.
+
+    >>> scorer = RewardScorer.from_pretrained("Skywork/Skywork-Reward-V2-Llama-3.1-8B", max_length=131072)
+    >>> [result] = scorer.score([{"prompt_template": [{"role": "user", "content": "..."}],
+    ...                           "candidates": ["answer A", "answer B"]}])
+    >>> result.scores  # higher = better
+    """
+
+    def __init__(self, model, tokenizer, *, max_length: int | None = None, share_prefix: bool = True,
+                 batch_size: int = 4, prefill_chunk_size: int | None = None, truncation: str = "middle",
+                 progress: bool = False):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if prefill_chunk_size is not None and prefill_chunk_size < 1:
+            raise ValueError(f"prefill_chunk_size must be >= 1, got {prefill_chunk_size}")
+        if getattr(model.config, "num_labels", 1) != 1:
+            raise ValueError(f"a scalar reward model has one output, this one has {model.config.num_labels}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        # None = the model's positional limit, so over-long inputs are never scored silently.
+        self.max_length = max_length or getattr(model.config.get_text_config(), "max_position_embeddings", None)
+        self.batch_size = batch_size
+        self.prefill_chunk_size = prefill_chunk_size
+        self.truncation = truncation
+        self.progress = progress
+        self.base = getattr(model, model.base_model_prefix)
+        self.head = find_score_head(model)
+        self.pad_token_id = model.config.get_text_config().pad_token_id
+        self._pad_fill = next((t for t in (tokenizer.pad_token_id, self.pad_token_id, tokenizer.eos_token_id)
+                               if t is not None), 0)
+        params = inspect.signature(self.base.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        reason = _sharing_unavailable_reason(model) if share_prefix else None
+        if reason:
+            logger.warning("shared-prefix scoring is off for %s: %s", type(model).__name__, reason)
+        self.share_prefix = share_prefix and reason is None
+
+    @classmethod
+    def from_pretrained(cls, path: str, *, dtype: str | torch.dtype | None = None, device: str | None = None,
+                        tokenizer=None, **kwargs) -> "RewardScorer":
+        """Load a reward model and its tokenizer; bf16 on GPU and fp32 on CPU unless ``dtype`` says otherwise."""
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype is None or dtype == "auto":
+            dtype = torch.float32 if torch.device(device).type == "cpu" else torch.bfloat16
+        elif isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype).to(device)
+        tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
+        return cls(model, tokenizer, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def format(self, item: ScoringItem | Mapping[str, Any]) -> FormattedItem:
+        """Chat-format and fit one item, with this scorer's length policy."""
+        return format_item(self.tokenizer, item, max_length=self.max_length, truncation=self.truncation)
+
+    def score(self, items: Iterable[ScoringItem | Mapping[str, Any]]) -> list[ItemScore]:
+        """Score every candidate of every item; skipped items come back with ``skipped=True``."""
+        items = list(items)
+        bar = tqdm(items, desc="reward scoring", unit="item", disable=not self.progress)
+        return [self.score_formatted(self.format(item)) for item in bar]
+
+    @torch.inference_mode()
+    def score_formatted(self, item: FormattedItem) -> ItemScore:
+        """Score one already-formatted item (token ids per candidate)."""
+        if item.skipped:
+            return ItemScore([], 0, 0, item.dropped_tokens, True, item.skip_reason, id=item.id)
+        # Identical candidates are scored once.
+        distinct = list(dict.fromkeys(tuple(ids) for ids in item.input_ids))
+        lcp = common_prefix_length(distinct)
+        unique = lcp + sum(len(ids) - lcp for ids in distinct)
+        pooled = [pooled_index(ids, self.pad_token_id) for ids in distinct]
+        # Each remainder must contain its pooled token, so a candidate that is a
+        # prefix of another (or ends in pad tokens) pulls the shared prefix back.
+        shared = min([lcp] + pooled) if self.share_prefix else 0
+        frozen = self._prefix_cache(distinct[0][:shared]) if shared > 0 else None
+        if frozen is not None:
+            values, padding = self._score_shared(distinct, pooled, shared, frozen)
+            processed = shared + sum(len(ids) - shared for ids in distinct)
+        else:
+            shared = 0
+            values, padding = self._score_unshared(distinct, pooled)
+            processed = sum(len(ids) for ids in distinct)
+        by_sequence = dict(zip(distinct, values))
+        return ItemScore([by_sequence[tuple(ids)] for ids in item.input_ids], processed, unique,
+                         item.dropped_tokens, padding_tokens=padding, shared_prefix_tokens=shared, id=item.id)
+
+    # -- the two forward paths -------------------------------------------------
+
+    def _score_unshared(self, sequences: list[tuple[int, ...]], pooled: list[int]) -> tuple[list[float], int]:
+        scores, padding = [], 0
+        for start in range(0, len(sequences), self.batch_size):
+            batch = sequences[start:start + self.batch_size]
+            ids, mask, positions, slots, pad = self._pad(batch, pooled[start:start + self.batch_size], offset=0)
+            hidden = self.base(input_ids=ids, attention_mask=mask, position_ids=positions,
+                               use_cache=False).last_hidden_state
+            scores += self._head(hidden, slots)
+            padding += pad
+        return scores, padding
+
+    def _score_shared(self, sequences: list[tuple[int, ...]], pooled: list[int], shared: int,
+                      frozen: Cache) -> tuple[list[float], int]:
+        scores, padding = [], 0
+        for start in range(0, len(sequences), self.batch_size):
+            batch = [s[shared:] for s in sequences[start:start + self.batch_size]]
+            ids, mask, positions, slots, pad = self._pad(
+                batch, [p - shared for p in pooled[start:start + self.batch_size]], offset=shared)
+            # The mask covers the prefix too: every remainder sees all of it.
+            mask = torch.cat([mask.new_ones(mask.shape[0], shared), mask], dim=1)
+            hidden = self.base(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                               **{self._cache_kwarg: frozen}).last_hidden_state
+            scores += self._head(hidden, slots)
+            padding += pad
+        return scores, padding
+
+    def _prefix_cache(self, prefix: Sequence[int]) -> Cache | None:
+        """Run the shared prefix once, in chunks if asked; its read-only KV cache, or None if unshareable."""
+        cache = DynamicCache(config=self.model.config)
+        if not all(type(layer) is DynamicLayer for layer in cache.layers):
+            self._disable_sharing("its cache has sliding-window or linear-attention layers")
+            return None
+        ids = torch.tensor([prefix], device=self.device)
+        chunk = self.prefill_chunk_size or ids.shape[1]
+        for start in range(0, ids.shape[1], chunk):
+            # Hidden states are discarded: only the cache matters for the prefix.
+            self.base(input_ids=ids[:, start:start + chunk], use_cache=True, **{self._cache_kwarg: cache})
+        frozen = frozen_prefix_cache(cache)
+        if frozen is None:
+            self._disable_sharing("its cache has sliding-window or linear-attention layers")
+        return frozen
+
+    def _disable_sharing(self, reason: str) -> None:
+        logger.warning("shared-prefix scoring is off for %s: %s", type(self.model).__name__, reason)
+        self.share_prefix = False
+
+    def _pad(self, sequences: list[Sequence[int]], pooled: list[int], offset: int):
+        """Pad a batch on the tokenizer's side; position ids count real tokens from ``offset``."""
+        width = max(len(s) for s in sequences)
+        left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        ids = torch.full((len(sequences), width), self._pad_fill, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        slots = []
+        for row, (seq, pool) in enumerate(zip(sequences, pooled)):
+            start = width - len(seq) if left else 0
+            ids[row, start:start + len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[row, start:start + len(seq)] = 1
+            slots.append(start + pool)
+        positions = (mask.cumsum(1) - 1).clamp(min=0) + offset
+        device = self.device
+        pad = int(mask.numel() - mask.sum())
+        return ids.to(device), mask.to(device), positions.to(device), slots, pad
+
+    def _head(self, hidden: torch.Tensor, slots: list[int]) -> list[float]:
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        picked = hidden[rows, torch.tensor(slots, device=hidden.device)]
+        return self.head(picked).float().squeeze(-1).tolist()

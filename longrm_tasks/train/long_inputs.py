@@ -1,0 +1,119 @@
+"""Tokenise prompt + response and fit over-long examples by cutting the context, never the response.
+
+TRL's trainers either cut the end of a long sequence (SFT: the answer is
+lost) or drop the example (RewardTrainer). LongRM data is a long context
+followed by a question and the response to learn or judge, so we apply the
+benchmark's head+tail rule (`longrm_tasks.truncation.truncate_middle`) to
+the prompt only. When the prompt tags its key passage the paper's way
+(``<LD> ... </LD>``) the cut goes around it, so the evidence survives too.
+Every cut is counted in `FitStats` and reported by the stage.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from longrm_tasks.truncation import truncate_middle
+
+KEY_OPEN, KEY_CLOSE = "<LD>", "</LD>"
+
+
+@dataclass
+class FitStats:
+    """What fitting did to a data set: nothing is cut silently."""
+
+    examples: int = 0
+    truncated: int = 0
+    tokens_dropped: int = 0
+    key_passages_kept: int = 0
+    key_passages_cut: int = 0
+    longest_input: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (f"{self.examples} examples, {self.truncated} truncated in the context "
+                f"({self.tokens_dropped} tokens dropped, longest input {self.longest_input}; key passages kept "
+                f"{self.key_passages_kept}, cut {self.key_passages_cut}), 0 dropped")
+
+
+@dataclass
+class Encoded:
+    """A tokenised prompt + response: ``ids[:prompt_len]`` is context, the rest is learned or judged."""
+
+    ids: list[int]
+    prompt_len: int
+    key_span: tuple[int, int] | None  # token span of the tagged key passage inside the prompt
+
+
+def _render(tokenizer, prompt, response) -> tuple[str, str, bool]:
+    if isinstance(prompt, list):
+        prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        full_text = tokenizer.apply_chat_template(prompt + response, tokenize=False)
+        return prompt_text, full_text, False
+    # Plain text: like TRL, end the response with EOS and let the tokenizer add its special tokens.
+    eos = tokenizer.eos_token or ""
+    full_text = prompt + response
+    if eos and not full_text.endswith(eos):
+        full_text += eos
+    return prompt, full_text, True
+
+
+def _key_span(prompt_text: str, offsets: list[tuple[int, int]], prompt_len: int) -> tuple[int, int] | None:
+    start_char = prompt_text.find(KEY_OPEN)
+    end_char = prompt_text.find(KEY_CLOSE, start_char + 1) if start_char >= 0 else -1
+    if start_char < 0 or end_char < 0:
+        return None
+    end_char += len(KEY_CLOSE)
+    tokens = [i for i, (a, b) in enumerate(offsets[:prompt_len]) if b > start_char and a < end_char]
+    return (tokens[0], tokens[-1] + 1) if tokens else None
+
+
+def encode(tokenizer, prompt, response) -> Encoded:
+    """Tokenise prompt + response the way TRL does; the prompt/response boundary is their common prefix."""
+    from trl.data_utils import common_prefix_length
+
+    prompt_text, full_text, special = _render(tokenizer, prompt, response)
+    full = tokenizer(full_text, add_special_tokens=special, return_offsets_mapping=True)
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=special)["input_ids"]
+    ids = list(full["input_ids"])
+    prompt_len = common_prefix_length(prompt_ids, ids)
+    offsets = [tuple(o) for o in full["offset_mapping"]]
+    return Encoded(ids, prompt_len, _key_span(prompt_text, offsets, prompt_len))
+
+
+def fit_prompt(prompt: list[int], budget: int, key_span: tuple[int, int] | None,
+               stats: FitStats) -> list[int]:
+    """Cut ``prompt`` to ``budget`` tokens: head+tail, or head+tail on each side of the key passage."""
+    n = len(prompt)
+    if n <= budget:
+        return prompt
+    stats.truncated += 1
+    stats.tokens_dropped += n - budget
+    if key_span is not None:
+        start, end = key_span
+        key_len = end - start
+        if key_len < budget:
+            before, after = prompt[:start], prompt[end:]
+            room = budget - key_len
+            # Share the remaining room in proportion to each side's length, so both the
+            # instructions (head) and the question (tail) keep context around the evidence.
+            keep_before = round(room * len(before) / max(1, len(before) + len(after)))
+            keep_after = room - keep_before
+            if keep_before > len(before):
+                keep_before, keep_after = len(before), room - len(before)
+            if keep_after > len(after):
+                keep_after, keep_before = len(after), room - len(after)
+            stats.key_passages_kept += 1
+            head = truncate_middle(before, keep_before)[0] if keep_before else []
+            tail = truncate_middle(after, keep_after)[0] if keep_after else []
+            return head + prompt[start:end] + tail
+        stats.key_passages_cut += 1
+    return truncate_middle(prompt, budget)[0]
+
+
+def response_budget_error(where, field: str, response_len: int, max_length: int):
+    """The response alone does not leave room for any context: refuse, naming the record."""
+    return where.error(
+        f"response is {response_len} tokens, which leaves no room for the prompt within max_length "
+        f"{max_length}; raise max_length (the response is never cut)", field)
