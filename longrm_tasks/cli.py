@@ -18,6 +18,7 @@ from longrm_tasks.errors import InputError
 SUBCOMMANDS = {
     "score": "longrm_tasks.commands.score",
     "report": "longrm_tasks.commands.report",
+    "validate": "longrm_tasks.commands.validate",
     "eval": "longrm_tasks.commands.eval",
     "train": "longrm_tasks.train.cli",
     "synth": "longrm_tasks.train.synth_cli",

@@ -49,7 +49,8 @@ class Judged:
     def top1(self) -> bool:
         if not self.predicted or 0 not in self.predicted:
             return False
-        return self.true_ranks[self.predicted.index(0)] == 0
+        best = self.predicted.index(0)  # a reference-parsed chain may name more positions than shown
+        return best < len(self.true_ranks) and self.true_ranks[best] == 0
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -11,7 +11,8 @@ class AlignmentConfig(TrainingArguments):
     """`TrainingArguments` plus the LongRM multi-reject loss and long-context knobs.
 
     Defaults follow the paper (β 2.5, γ 0.5, NLL weight 0.05, 131,072-token
-    sequences, lr 2e-6, bf16, 1 epoch) except where noted.
+    sequences, lr 2e-6, bf16, 1 epoch) except where noted;
+    activation checkpointing is on by default.
     """
 
     beta: float = field(default=2.5, metadata={"help": "β: scale of the length-normalised log-prob rewards."})
@@ -33,14 +34,19 @@ class AlignmentConfig(TrainingArguments):
         "help": "Response positions per LM-head chunk; the head never sees context positions."})
     disable_dropout: bool = field(default=True, metadata={"help": "Zero every dropout in the model."})
     # TrainingArguments defaults that do not suit this trainer
+    bf16: bool | None = field(default=None, metadata={
+        "help": "bf16 mixed precision (paper: bf16). Unset means on unless fp16 is set, as in TRL's configs."})
     learning_rate: float = field(default=2e-6, metadata={"help": "AdamW learning rate (paper: 2e-6)."})
     logging_steps: float = field(default=1, metadata={"help": "Log every N optimiser steps."})
-    gradient_checkpointing: bool = field(default=True, metadata={
-        "help": "Recompute layer activations in the backward pass (needed for long contexts)."})
     remove_unused_columns: bool = field(default=False, metadata={
         "help": "Keep the tokenised columns: the collator, not the model signature, decides what is used."})
 
     def __post_init__(self):
+        # long contexts need activation checkpointing: on unless the user set either spelling of it
+        if self.activation_checkpointing is None and self.gradient_checkpointing is None:
+            self.activation_checkpointing = True
+        if self.bf16 is None:
+            self.bf16 = not self.fp16
         super().__post_init__()
         if self.num_rejected < 1:
             raise ValueError(f"num_rejected must be >= 1, got {self.num_rejected}")

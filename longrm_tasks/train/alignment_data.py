@@ -232,6 +232,6 @@ def load_alignment_dataset(path_or_records, tokenizer, *, max_length: int = 131_
         raise InputError("no alignment records found",
                          path=os.fspath(path_or_records) if isinstance(path_or_records, (str, os.PathLike))
                          else None)
-    logger.warning(stats.summary()) if stats.truncated else logger.info(stats.summary())
+    (logger.warning if stats.truncated else logger.info)(stats.summary())
     dataset = Dataset.from_list(rows)
     return (dataset, stats) if return_stats else dataset

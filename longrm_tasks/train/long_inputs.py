@@ -15,6 +15,9 @@ from dataclasses import asdict, dataclass
 from longrm_tasks.truncation import truncate_middle
 
 KEY_OPEN, KEY_CLOSE = "<LD>", "</LD>"
+# Judge prompts close the long context with this marker; what follows (question, response to
+# judge, instructions) is kept whole when it fits, as the Stage II loader does.
+CONTEXT_END = "</context>"
 
 
 @dataclass
@@ -44,47 +47,63 @@ class Encoded:
     ids: list[int]
     prompt_len: int
     key_span: tuple[int, int] | None  # token span of the tagged key passage inside the prompt
+    tail_len: int  # prompt tokens from the last CONTEXT_END marker on (0 without one)
 
 
-def _render(tokenizer, prompt, response) -> tuple[str, str, bool]:
+def _render_prompt(tokenizer, prompt) -> str:
     if isinstance(prompt, list):
-        prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        full_text = tokenizer.apply_chat_template(prompt + response, tokenize=False)
-        return prompt_text, full_text, False
-    # Plain text: like TRL, end the response with EOS and let the tokenizer add its special tokens.
+        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    return prompt
+
+
+def _render_full(tokenizer, prompt, response) -> str:
+    if isinstance(prompt, list):
+        return tokenizer.apply_chat_template(prompt + response, tokenize=False)
+    # Plain text: like TRL, end the response with EOS.
     eos = tokenizer.eos_token or ""
     full_text = prompt + response
-    if eos and not full_text.endswith(eos):
-        full_text += eos
-    return prompt, full_text, True
+    return full_text + eos if eos and not full_text.endswith(eos) else full_text
 
 
-def _key_span(prompt_text: str, offsets: list[tuple[int, int]], prompt_len: int) -> tuple[int, int] | None:
+def _key_span(prompt_text: str, offsets: list) -> tuple[int, int] | None:
     start_char = prompt_text.find(KEY_OPEN)
     end_char = prompt_text.find(KEY_CLOSE, start_char + 1) if start_char >= 0 else -1
     if start_char < 0 or end_char < 0:
         return None
     end_char += len(KEY_CLOSE)
-    tokens = [i for i, (a, b) in enumerate(offsets[:prompt_len]) if b > start_char and a < end_char]
+    tokens = [i for i, (a, b) in enumerate(offsets) if b > start_char and a < end_char]
     return (tokens[0], tokens[-1] + 1) if tokens else None
 
 
-def encode(tokenizer, prompt, response) -> Encoded:
-    """Tokenise prompt + response the way TRL does; the prompt/response boundary is their common prefix."""
+def encode(tokenizer, prompt, responses: list) -> list[Encoded]:
+    """Tokenise prompt + each response the way TRL does (chat template, or text + EOS with the
+    tokenizer's special tokens); the prompt/response boundary is their common token prefix."""
     from trl.data_utils import common_prefix_length
 
-    prompt_text, full_text, special = _render(tokenizer, prompt, response)
-    full = tokenizer(full_text, add_special_tokens=special, return_offsets_mapping=True)
+    special = not isinstance(prompt, list)  # a chat template already holds its special tokens
+    prompt_text = _render_prompt(tokenizer, prompt)
     prompt_ids = tokenizer(prompt_text, add_special_tokens=special)["input_ids"]
-    ids = list(full["input_ids"])
-    prompt_len = common_prefix_length(prompt_ids, ids)
-    offsets = [tuple(o) for o in full["offset_mapping"]]
-    return Encoded(ids, prompt_len, _key_span(prompt_text, offsets, prompt_len))
+    out = []
+    for response in responses:
+        full = tokenizer(_render_full(tokenizer, prompt, response), add_special_tokens=special,
+                         return_offsets_mapping=True)
+        ids = list(full["input_ids"])
+        prompt_len = common_prefix_length(prompt_ids, ids)
+        offsets = full["offset_mapping"][:prompt_len]
+        marker = prompt_text.rfind(CONTEXT_END)
+        tail_len = sum(1 for _, end in offsets if end > marker) if marker >= 0 else 0
+        out.append(Encoded(ids, prompt_len, _key_span(prompt_text, offsets), tail_len))
+    return out
 
 
-def fit_prompt(prompt: list[int], budget: int, key_span: tuple[int, int] | None,
-               stats: FitStats) -> list[int]:
+def _cut(ids: list[int], budget: int, tail_len: int) -> list[int]:
+    """Head+tail cut that keeps the last ``tail_len`` tokens whole when they fit."""
+    return truncate_middle(ids, budget, protect_tail=tail_len if tail_len <= budget else 0)[0]
+
+
+def fit_prompt(prompt: list[int], budget: int, enc: Encoded, stats: FitStats) -> list[int]:
     """Cut ``prompt`` to ``budget`` tokens: head+tail, or head+tail on each side of the key passage."""
+    key_span = enc.key_span
     n = len(prompt)
     if n <= budget:
         return prompt
@@ -106,10 +125,10 @@ def fit_prompt(prompt: list[int], budget: int, key_span: tuple[int, int] | None,
                 keep_after, keep_before = len(after), room - len(after)
             stats.key_passages_kept += 1
             head = truncate_middle(before, keep_before)[0] if keep_before else []
-            tail = truncate_middle(after, keep_after)[0] if keep_after else []
+            tail = _cut(after, keep_after, min(enc.tail_len, len(after))) if keep_after else []
             return head + prompt[start:end] + tail
         stats.key_passages_cut += 1
-    return truncate_middle(prompt, budget)[0]
+    return _cut(prompt, budget, enc.tail_len)
 
 
 def response_budget_error(where, field: str, response_len: int, max_length: int):

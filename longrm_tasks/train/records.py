@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator, Union
 
 from longrm_tasks.errors import InputError
+from longrm_tasks.jsonl import iter_jsonl
 
 # A prompt or response is plain text or a list of chat messages ({"role", "content"}).
 Turns = Union[str, list]
@@ -56,10 +57,9 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[Where, dict]]:
     path = Path(path)
     if not path.is_file():
         raise InputError("data file not found", path=str(path))
-    text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
         try:
-            items = json.loads(text)
+            items = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise InputError(f"invalid JSON: {err.msg}", path=str(path), line=err.lineno) from None
         if not isinstance(items, list):
@@ -70,14 +70,8 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[Where, dict]]:
                 raise where.error(f"record must be a JSON object, got {type(record).__name__}")
             yield where, record
         return
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+    for number, record in iter_jsonl(path):
         where = Where(str(path), number)
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise where.error(f"invalid JSON: {err.msg}") from None
         if not isinstance(record, dict):
             raise where.error(f"record must be a JSON object, got {type(record).__name__}")
         yield where, record

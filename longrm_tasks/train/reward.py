@@ -20,8 +20,7 @@ logger = logging.getLogger(__name__)
 
 def tokenize_pair(pair, tokenizer, max_length: int | None, stats: FitStats) -> dict:
     """``{"chosen_ids", "rejected_ids"[, "margin"]}`` for one pair, fitted to ``max_length``."""
-    chosen = encode(tokenizer, pair.prompt, pair.chosen)
-    rejected = encode(tokenizer, pair.prompt, pair.rejected)
+    chosen, rejected = encode(tokenizer, pair.prompt, [pair.chosen, pair.rejected])
     responses = [chosen.ids[chosen.prompt_len:], rejected.ids[rejected.prompt_len:]]
     for response, field in zip(responses, ("chosen", "rejected")):
         if not response:
@@ -34,7 +33,7 @@ def tokenize_pair(pair, tokenizer, max_length: int | None, stats: FitStats) -> d
         if max_length - longest < 1:
             field = "chosen" if len(responses[0]) == longest else "rejected"
             raise response_budget_error(pair.where, field, longest, max_length)
-        prompt = fit_prompt(prompt, max_length - longest, chosen.key_span, stats)
+        prompt = fit_prompt(prompt, max_length - longest, chosen, stats)
     row = {"chosen_ids": prompt + responses[0], "rejected_ids": prompt + responses[1]}
     if pair.margin is not None:
         row["margin"] = pair.margin

@@ -25,7 +25,7 @@ def tokenize_sft_file(path, tokenizer, max_length: int | None) -> tuple[list[dic
     rows, stats = [], FitStats()
     for where, record in read_jsonl(path):
         example = sft_example(record, where)
-        enc = encode(tokenizer, example.prompt, example.completion)
+        (enc,) = encode(tokenizer, example.prompt, [example.completion])
         prompt, completion = enc.ids[:enc.prompt_len], enc.ids[enc.prompt_len:]
         if not completion:
             raise where.error("tokenises to nothing after the prompt", "completion")
@@ -35,7 +35,7 @@ def tokenize_sft_file(path, tokenizer, max_length: int | None) -> tuple[list[dic
             budget = max_length - len(completion)
             if budget < 1:
                 raise response_budget_error(where, "completion", len(completion), max_length)
-            prompt = fit_prompt(prompt, budget, enc.key_span, stats)
+            prompt = fit_prompt(prompt, budget, enc, stats)
         rows.append({"input_ids": prompt + completion,
                      "completion_mask": [0] * len(prompt) + [1] * len(completion)})
     if not rows:

@@ -16,6 +16,8 @@ from typing import Iterator
 
 from longrm_tasks.errors import InputError
 
+MAX_LISTED_IDS = 20  # summaries name at most this many skipped items; the counts are always complete
+
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, object)`` for each non-blank line; bad JSON names its line."""

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from longrm_tasks.errors import InputError
-from longrm_tasks.train.synth import read_jsonl
+from longrm_tasks.train.synth import MAX_LISTED_IDS, read_jsonl
 
 # Verbatim from the authors' data (typos included): the judge model was trained on this wording.
 AUTHORS_SYSTEM_PROMPT = (
@@ -49,7 +49,6 @@ AUTHORS_SYSTEM_PROMPT = (
 )
 RESPONSE_INTRO = "The following is the given response to evaluate."
 _TAG_ALPHABET = string.ascii_uppercase + string.digits
-MAX_LISTED_IDS = 20  # the summary names at most this many skipped items
 
 
 def parse_length(text: str) -> int:
@@ -102,15 +101,15 @@ def load_short_records(path: str | Path) -> Iterator[ShortRecord]:
     optional ``responses`` (or ``response``), ``reference``, ``id`` (defaults to the line number)."""
     path = str(path)
     for line, obj in read_jsonl(path):
-        qkey = "question" if "question" in obj else "query"
+        qkey = "query" if "query" in obj and "question" not in obj else "question"
         question = obj.get(qkey)
         if not isinstance(question, str) or not question.strip():
             raise InputError("missing or empty question", path=path, line=line, field=qkey)
-        pkey = "key_passages" if "key_passages" in obj else "key_passage"
+        pkey = "key_passage" if "key_passage" in obj and "key_passages" not in obj else "key_passages"
         if pkey not in obj:
-            raise InputError("missing key passage", path=path, line=line, field="key_passages")
+            raise InputError("missing key passage", path=path, line=line, field=pkey)
         passages = _strings(obj[pkey], path=path, line=line, name=pkey)
-        rkey = "responses" if "responses" in obj else "response"
+        rkey = "response" if "response" in obj and "responses" not in obj else "responses"
         responses = _strings(obj[rkey], path=path, line=line, name=rkey) if obj.get(rkey) is not None else ()
         reference = obj.get("reference")
         if reference is not None and not isinstance(reference, str):

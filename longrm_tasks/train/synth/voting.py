@@ -2,11 +2,14 @@
 
 Rules read off the authors' Stage II sample (``../shared/data/longrm_alignment_sample.jsonl``):
 
-- a judgment's score is its ``[Score: N]`` (0-10); a judgment with no score, or
-  with several disagreeing scores, is a parse failure and scores ``-1``;
+- a judgment's score is read from its last non-empty line, ``[Score: N]`` with an
+  integer N in 0-10 (Markdown bold around it tolerated, as in ``**Score: 4**``);
+  anything else there (a score mid-text, ``8.2``, a cut-off analysis) is a parse
+  failure and scores ``-1``. This reproduces every ``judge_scores`` entry of the sample;
 - the majority is the largest group of judges giving the same score, if no other
-  group ties it (the sample keeps items voted ``[2, 1, 1, 1]``); ``strict``
-  additionally needs more than half of the judges; failures never win;
+  group ties it and at least two judges agree (the sample keeps items voted
+  ``[2, 1, 1, 1]``); ``strict`` additionally needs more than half of the judges;
+  failures never win;
 - ``vote_counts`` are the group sizes, largest first (failures included);
 - ``chosen`` is the judgment of the first judge (in the order given) in the
   majority group, ``rejected`` the dissenting judgments (``dissent``) or every
@@ -24,19 +27,24 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from longrm_tasks.errors import InputError
+from longrm_tasks.train.synth import MAX_LISTED_IDS
 
-SCORE_RE = re.compile(r"\[Score:\s*(-?\d+)\s*\]", re.IGNORECASE)
+# The final line must be the score and nothing else, e.g. "[Score: 7]", "**[Score: 7]**", "**Score: 4**".
+SCORE_LINE_RE = re.compile(r"\[?\s*score:\s*(\d+)\s*\]?", re.IGNORECASE)
 _TAG_IN_SYSTEM = re.compile(r"between <([^<>\s]+)> and </\1>")
 FAILED = -1
 
 
 def parse_score(text: str, *, max_score: int = 10) -> int | None:
-    """The judgment's score, or None when it has none, several different ones, or one out of range."""
-    scores = {int(s) for s in SCORE_RE.findall(text)}
-    if len(scores) != 1:
+    """The judgment's score, or None when its last non-empty line is not a score in range."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
         return None
-    (score,) = scores
-    return score if 0 <= score <= max_score else None
+    match = SCORE_LINE_RE.fullmatch(lines[-1].strip().strip("*").strip())
+    if match is None:
+        return None
+    score = int(match.group(1))
+    return score if score <= max_score else None
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,7 @@ def majority_vote(judgments: list[Judgment], *, majority: str = "plurality", rej
     judge_scores = {j.judge: s for j, s in zip(judgments, scores)}
     groups = Counter(s for s in scores if s != FAILED).most_common()
     winner = None
-    if groups and (len(groups) == 1 or groups[0][1] > groups[1][1]):
+    if groups and groups[0][1] >= 2 and (len(groups) == 1 or groups[0][1] > groups[1][1]):
         score, size = groups[0]
         if majority == "plurality" or size * 2 > len(judgments):
             winner = score
@@ -187,7 +195,7 @@ class ConsistencyVoter:
             reason = ("no_majority" if vote.chosen is None else "unanimous" if not vote.rejected else None)
             if reason is not None:
                 setattr(s, reason, getattr(s, reason) + 1)
-                if len(s.dropped_ids) < 20:
+                if len(s.dropped_ids) < MAX_LISTED_IDS:
                     s.dropped_ids.append(f"{record.get('id', i)} ({reason.replace('_', ' ')})")
                 continue
             out.append(voted_record(record, vote))
