@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "report": "longrm_tasks.commands.report",
     "validate": "longrm_tasks.commands.validate",
     "eval": "longrm_tasks.commands.eval",
+    "demo": "longrm_tasks.commands.demo",
     "train": "longrm_tasks.train.cli",
     "synth": "longrm_tasks.train.synth_cli",
     "rewardbench": "longrm_tasks.adapters.rewardbench.cli",

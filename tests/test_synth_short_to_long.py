@@ -3,17 +3,20 @@ import json
 import random
 import re
 
+from pathlib import Path
+
 import pytest
 
 from longrm_tasks.cli import main
 from longrm_tasks.errors import InputError
 from longrm_tasks.testing import build_tokenizer
 from longrm_tasks.train.synth.short_to_long import (
-    DistractorCorpus, ShortRecord, ShortToLong, ShortToLongConfig, count_prompt_tokens, parse_depths,
-    parse_length)
+    AUTHORS_SYSTEM_PROMPT, DistractorCorpus, ShortRecord, ShortToLong, ShortToLongConfig, count_prompt_tokens,
+    parse_depths, parse_length, user_message)
 
 WORDS = "alpha beta gamma delta river stone city market winter engine harbor violet copper".split()
 KEY = "The door of the lighthouse is painted bright orange."
+SAMPLE = Path("/work/shared/data/longrm_alignment_sample.jsonl")
 
 
 def _documents(n, seed=0):
@@ -52,6 +55,17 @@ def _context(item):
     return user[user.index("<context>\n") + len("<context>\n"):user.index("</context>")]
 
 
+@pytest.mark.skipif(not SAMPLE.exists(), reason="shared sample not present")
+def test_layout_is_the_authors():
+    for line in SAMPLE.read_text().splitlines():
+        record = json.loads(line)
+        system, user = (m["content"] for m in record["messages"])
+        tag = re.search(r"between <([^<>]+)> and", system).group(1)
+        assert AUTHORS_SYSTEM_PROMPT.replace("{tag}", tag) == system
+        context = user[len("<context>\n"):user.index("</context>")]
+        assert user_message(context, record["query"], record["answer"]) == user
+
+
 def test_lengths_reach_target_within_tolerance(tokenizer):
     items, summary = _build(tokenizer, lengths=(1024, 2048, 3072), tolerance=0.02)
     assert summary.written == 3 and summary.too_short == summary.too_long == 0
@@ -81,6 +95,16 @@ def test_key_passage_tagged_at_requested_depth(tokenizer, depth):
     assert user.endswith("<prompt>\nWhat colour is the door?\n</prompt>\n\nThe following is the given response "
                          "to evaluate.\n<response>\nOrange.\n</response>\n\n")
     assert item["answer"] == "Orange." and item["query"] == "What colour is the door?"
+
+
+def test_depth_stays_precise_with_long_documents(tokenizer):
+    # three book-like documents: document boundaries alone would allow depths 0, 1/3, 2/3, 1 only
+    books = ["\n".join(_documents(120, seed=s)) for s in range(3)]
+    for depth in (0.2, 0.5, 0.9):
+        (item,), _ = _build(tokenizer, lengths=(4096,), depths=(depth,), documents=books)
+        assert abs(item["key_passage_depth"] - depth) < 0.03
+        block_start = _context(item).index(f"<{item['key_tag']}>")
+        assert _context(item)[block_start - 1] == "\n"  # split at a line break, never mid-line
 
 
 def test_grid_of_lengths_depths_responses_with_fixed_tag_and_passages(tokenizer):
@@ -125,6 +149,20 @@ def test_cli_is_deterministic_and_reports_counts(files, capsys):
     assert first["id"] == "door/1024/0/0" and first["messages"][0]["role"] == "system"
 
 
+def test_cli_custom_system_prompt_and_fixed_tag(files, tmp_path, capsys):
+    prompt = tmp_path / "system.txt"
+    prompt.write_text("Judge the answer using <{tag}>...</{tag}>. Reply [Score: {an integer}].")
+    out = tmp_path / "out.jsonl"
+    assert main(["synth", "short-to-long", "--records", str(files / "short.jsonl"), "--corpus",
+                 str(files / "corpus.jsonl"), "--tokenizer", str(files / "tok"), "--lengths", "512",
+                 "--tag", "LD", "--system-prompt", str(prompt), "-o", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["written"] == 3 and summary["too_long"] == 0
+    item = json.loads(out.read_text().splitlines()[0])
+    assert item["messages"][0]["content"] == "Judge the answer using <LD>...</LD>. Reply [Score: {an integer}]."
+    assert item["key_tag"] == "LD" and "<LD>\n" + KEY + "\n</LD>\n" in item["messages"][1]["content"]
+
+
 def test_parsers_and_bad_input(files, tmp_path, capsys):
     assert parse_length("4k") == 4096 and parse_length("128K") == 131072 and parse_length("700") == 700
     assert parse_depths("uniform") is None and parse_depths("0,0.5,1") == (0.0, 0.5, 1.0)
@@ -137,7 +175,7 @@ def test_parsers_and_bad_input(files, tmp_path, capsys):
                  "--tokenizer", str(files / "tok"), "-o", str(tmp_path / "out.jsonl")])
     assert code == 2
     assert f"{bad}:2: field 'question'" in capsys.readouterr().err
-    assert not (tmp_path / "out.jsonl").exists()
+    assert not list(tmp_path.glob("out.jsonl*"))  # no output, no half-written leftover
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text(json.dumps({"body": "x"}) + "\n")
     with pytest.raises(InputError, match=r"corpus.jsonl:1: field 'text'"):

@@ -15,24 +15,17 @@ from pathlib import Path
 from typing import Iterator
 
 from longrm_tasks.errors import InputError
+from longrm_tasks.jsonl import iter_jsonl
 
 MAX_LISTED_IDS = 20  # summaries name at most this many skipped items; the counts are always complete
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line_number, object)`` for each non-blank line; bad JSON names its line."""
-    path = Path(path)
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"not valid JSON ({err.msg})", path=str(path), line=number) from None
-            if not isinstance(obj, dict):
-                raise InputError("expected a JSON object", path=str(path), line=number)
-            yield number, obj
+    """Yield ``(line_number, record)``; a line that is not a JSON object names its file and line."""
+    for number, obj in iter_jsonl(path):
+        if not isinstance(obj, dict):
+            raise InputError(f"expected a JSON object, got {type(obj).__name__}", path=str(path), line=number)
+        yield number, obj
 
 
 def dump_jsonl_line(obj: dict) -> str:

@@ -56,8 +56,9 @@ class OpenAIChatJudge:
         try:
             import openai
         except ImportError:
-            self._client = None
+            self._openai = self._client = None
         else:
+            self._openai = openai
             self._client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key, timeout=timeout,
                                          max_retries=retries)
 
@@ -67,7 +68,13 @@ class OpenAIChatJudge:
 
     def _post(self, messages: Conversation) -> str:
         if self._client is not None:
-            reply = self._client.chat.completions.create(**self._request(messages))
+            try:  # the client already retried rate limits and server errors
+                reply = self._client.chat.completions.create(**self._request(messages))
+            except self._openai.APIStatusError as err:
+                raise InputError(f"{self.name}: {self.base_url} answered HTTP {err.status_code}: {err.message}",
+                                 field="judge") from None
+            except self._openai.APIError as err:
+                raise InputError(f"{self.name}: cannot reach {self.base_url}: {err}", field="judge") from None
             return reply.choices[0].message.content or ""
         body = json.dumps(self._request(messages)).encode("utf-8")
         request = urllib.request.Request(
@@ -81,11 +88,12 @@ class OpenAIChatJudge:
             except urllib.error.HTTPError as err:
                 # Rate limits and server errors are worth a retry; a 4xx is a bad request.
                 if (err.code < 500 and err.code not in (408, 429)) or attempt == self.retries:
-                    raise RuntimeError(f"judge {self.name}: {self.base_url} answered HTTP {err.code}: "
-                                       f"{err.read()[:300].decode('utf-8', 'replace')}") from None
+                    raise InputError(f"{self.name}: {self.base_url} answered HTTP {err.code}: "
+                                     f"{err.read()[:300].decode('utf-8', 'replace')}", field="judge") from None
             except urllib.error.URLError as err:
                 if attempt == self.retries:
-                    raise RuntimeError(f"judge {self.name}: cannot reach {self.base_url}: {err.reason}") from None
+                    raise InputError(f"{self.name}: cannot reach {self.base_url}: {err.reason}",
+                                     field="judge") from None
             time.sleep(2 ** attempt)
         raise AssertionError("unreachable")
 

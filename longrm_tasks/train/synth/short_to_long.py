@@ -11,7 +11,8 @@ passage at a controlled depth. The layout copies the authors' Stage II data
   document boundary; the authors draw a random 2-4 character tag per record
   (``LD``, ``Q9``, ``465D``...) and name it in the system prompt;
 - ``key_passage_position`` counts the distractor documents before the key
-  passage, ``answer`` holds the response being judged.
+  passage (a long document split at a line break to reach the requested
+  depth counts its head as one), ``answer`` holds the response being judged.
 
 Lengths count the whole chat-templated prompt (``prompt_tokens``) with the
 given tokenizer, so a 32K record fits a 32K training window. Every item gets
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import random
 import string
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -44,8 +45,8 @@ AUTHORS_SYSTEM_PROMPT = (
     "unrelated or distracting details?\n"
     "(3) Conciseness & Clarity: Is the response clear, well-structured, and free of unnecessary "
     "repetition or overlong digressions?\n\n"
-    "[Analysis]\n{{your analysis here according to the scoring criteria}}\n"
-    "[Score: {{an integer between 0 and 10}}]"
+    "[Analysis]\n{your analysis here according to the scoring criteria}\n"
+    "[Score: {an integer between 0 and 10}]"
 )
 RESPONSE_INTRO = "The following is the given response to evaluate."
 _TAG_ALPHABET = string.ascii_uppercase + string.digits
@@ -160,7 +161,7 @@ class DistractorCorpus:
         return text.rstrip("\n") + "\n"
 
     @classmethod
-    def from_paths(cls, paths: Sequence[str | Path], tokenizer, *, text_field: str = "text") -> "DistractorCorpus":
+    def from_paths(cls, paths: Sequence[str | Path], tokenizer, *, text_field: str = "text") -> DistractorCorpus:
         """JSONL files (one document per line, text in ``text_field``), other files one document
         each; folders are read recursively in sorted order. Blank documents are counted, not kept."""
         documents: list[str] = []
@@ -210,18 +211,48 @@ def _random_order(rng: random.Random, n: int) -> Iterator[int]:
     yield from rest
 
 
-def _boundary(lengths: Sequence[int], depth: float) -> tuple[int, float]:
-    """The document boundary whose share of distractor tokens before it is closest to ``depth``."""
+def _line_cut(text: str, char: int) -> int:
+    """The line start in ``text`` nearest to ``char`` (0 or len(text) when there is none inside)."""
+    before = text.rfind("\n", 0, char) + 1
+    after = text.find("\n", char) + 1 or len(text)
+    return before if char - before <= after - char else after
+
+
+def place_key(pieces: Sequence[str], lengths: Sequence[int], depth: float,
+              tokenizer) -> tuple[list[str], list[str], float]:
+    """Split the distractor pieces into (before, after) so that ``depth`` of their tokens precede
+    the key passage; returns the achieved depth.
+
+    The key goes between documents when that is close; when the goal falls deep inside a
+    long document, that document is split at the nearest line break instead (never mid-line),
+    so depth stays precise with book-length distractors.
+    """
     total = sum(lengths)
     if total == 0:
-        return 0, 0.0
-    best, best_err, cum = 0, depth * total, 0
-    for b, n in enumerate(lengths, start=1):
+        return [], list(pieces), 0.0
+    goal = depth * total
+    cum = 0
+    for j, n in enumerate(lengths):
+        if cum + n > goal or j == len(lengths) - 1:
+            break
         cum += n
-        err = abs(cum - depth * total)
-        if err < best_err:
-            best, best_err = b, err
-    return best, sum(lengths[:best]) / total
+    # whole-document boundaries either side of document j
+    best = min((cum, j), (cum + lengths[j], j + 1), key=lambda c: abs(c[0] - goal))
+    before, after = list(pieces[:best[1]]), list(pieces[best[1]:])
+    achieved = best[0]
+    piece = pieces[j]
+    try:
+        offsets = tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    except NotImplementedError:  # slow tokenizers have no offsets: whole documents only
+        return before, after, achieved / total
+    inside = min(max(int(round(goal - cum)), 0), len(offsets) - 1)
+    cut = _line_cut(piece, offsets[inside][0]) if offsets else 0
+    if 0 < cut < len(piece):
+        head_tokens = len(tokenizer(piece[:cut], add_special_tokens=False)["input_ids"])
+        if abs(cum + head_tokens - goal) < abs(achieved - goal):
+            before, after = list(pieces[:j]) + [piece[:cut]], [piece[cut:]] + list(pieces[j + 1:])
+            achieved = cum + head_tokens
+    return before, after, achieved / total
 
 
 def key_block(tag: str, passages: Sequence[str]) -> str:
@@ -242,7 +273,7 @@ class ShortToLongConfig:
     seed: int = 0
     tag: str | None = None  # None: a random tag per item, as the authors do
     tolerance: float = 0.02  # an item shorter than (1 - tolerance) * target counts as too short
-    system_prompt: str = AUTHORS_SYSTEM_PROMPT  # ``{tag}`` is filled in
+    system_prompt: str = AUTHORS_SYSTEM_PROMPT  # every ``{tag}`` is replaced by the item's tag
 
 
 @dataclass
@@ -255,9 +286,7 @@ class ShortToLongSummary:
     skipped_ids: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"records": self.records, "written": self.written, "too_short": self.too_short,
-                "too_long": self.too_long, "empty_documents": self.empty_documents,
-                "skipped_ids": self.skipped_ids}
+        return asdict(self)
 
 
 class ShortToLong:
@@ -284,7 +313,8 @@ class ShortToLong:
                 for r_index, response in enumerate(responses):
                     item_id = f"{record.id}/{target}/{slot}" + (f"/{r_index}" if response is not None else "")
                     # Same seed for every response: they share distractors and tag, only the trim differs.
-                    item = self._item(record, response, target, depth, f"{self.config.seed}|{record.id}|{target}|{slot}")
+                    seed = f"{self.config.seed}|{record.id}|{target}|{slot}"
+                    item = self._item(record, response, target, depth, seed)
                     if isinstance(item, str):
                         setattr(self.summary, item, getattr(self.summary, item) + 1)
                         if len(self.summary.skipped_ids) < MAX_LISTED_IDS:
@@ -317,26 +347,28 @@ class ShortToLong:
                 return item  # a distractor that happens to contain the tag would make it ambiguous
 
     def _assemble(self, record, response, target, depth, tag, rng) -> dict | str:
-        system = self.config.system_prompt.format(tag=tag)
+        system = self.config.system_prompt.replace("{tag}", tag)
         key = key_block(tag, record.key_passages)
 
-        def render(pieces: list[str], position: int) -> list[dict]:
-            context = "".join(pieces[:position]) + key + "".join(pieces[position:])
+        def render(before: list[str], after: list[str]) -> list[dict]:
+            context = "".join(before) + key + "".join(after)
             return [{"role": "system", "content": system},
                     {"role": "user", "content": user_message(context, record.question, response)}]
 
-        budget = target - count_prompt_tokens(self.tokenizer, render([], 0))
+        budget = target - count_prompt_tokens(self.tokenizer, render([], []))
         if budget < 0:
             return "too_long"
         chosen: list[int] = []
         lengths: list[int] = []
+        drawn = 0
         for index in _random_order(rng, len(self.corpus)):
-            if sum(lengths) >= budget:
+            if drawn >= budget:
                 break
             chosen.append(index)
             lengths.append(self.corpus.n_tokens(index))
+            drawn += lengths[-1]
         pieces = [self.corpus.pieces[i] for i in chosen]
-        excess = sum(lengths) - budget
+        excess = drawn - budget
         # Token counts of separate pieces only estimate the joined prompt: trim the last
         # document until the exact count fits, re-placing the key passage each round.
         while True:
@@ -347,8 +379,8 @@ class ShortToLong:
                 else:
                     pieces[-1] = self.corpus.head(chosen[-1], keep)
                     lengths[-1] = keep
-            position, achieved = _boundary(lengths, depth)
-            messages = render(pieces, position)
+            before, after, achieved = place_key(pieces, lengths, depth, self.tokenizer)
+            messages = render(before, after)
             n_tokens = count_prompt_tokens(self.tokenizer, messages)
             excess = n_tokens - target
             if excess <= 0 or not pieces:
@@ -358,6 +390,6 @@ class ShortToLong:
         item = {"messages": messages, "query": record.question}
         if response is not None:
             item["answer"] = response  # the authors' name for the response being judged
-        item.update(key_tag=tag, key_passage_position=position, key_passage_depth=round(achieved, 4),
+        item.update(key_tag=tag, key_passage_position=len(before), key_passage_depth=round(achieved, 4),
                     target_tokens=target, prompt_tokens=n_tokens)
         return item

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from longrm_tasks.errors import InputError
 from longrm_tasks.train.synth import MAX_LISTED_IDS
@@ -138,7 +138,7 @@ class VoteSummary:
     dropped_ids: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
 def voted_record(record: dict, vote: Vote) -> dict:
