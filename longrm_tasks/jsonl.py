@@ -33,9 +33,15 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
             except UnicodeDecodeError as err:
                 raise InputError(f"not valid UTF-8 (byte {err.start} of the line)", path=path, line=lineno) from None
             try:
-                yield lineno, _loads(text)
-            except _JSONError as err:
-                raise InputError(f"invalid JSON ({str(err).splitlines()[0]})", path=path, line=lineno) from None
+                obj = _loads(text)
+            except _JSONError:
+                # orjson refuses NaN / Infinity, which Python's json (and RewardBench) write for
+                # missing scores: give the standard parser the last word.
+                try:
+                    obj = json.loads(text)
+                except json.JSONDecodeError as err:
+                    raise InputError(f"invalid JSON ({err})", path=path, line=lineno) from None
+            yield lineno, obj
 
 
 def write_jsonl(path: str | os.PathLike, rows) -> None:
