@@ -24,6 +24,8 @@ def load_score_json(path: Path) -> Run | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(f"not a JSON file ({err})", path=str(path)) from None
+    if isinstance(data, dict) and "results" in data and "configs" in data:
+        return None  # an lm-eval results_*.json: its own loader reads it
     metrics = data.get("metrics", data) if isinstance(data, dict) else None
     if not isinstance(metrics, dict) or "AVG" not in metrics:
         raise InputError("no Long-RewardBench metrics ('AVG' key) in this JSON", path=str(path))

@@ -1,0 +1,103 @@
+"""`longrm report` on lm-eval output, and agreement of lm-eval's per-item results with `longrm score`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lm_eval")
+
+from longrm_tasks.adapters.lm_eval_metrics import judged  # noqa: E402
+from longrm_tasks.adapters.lm_eval_report import export_predictions, load_lm_eval_run  # noqa: E402
+from longrm_tasks.commands.score import score_files  # noqa: E402
+from longrm_tasks.errors import InputError  # noqa: E402
+from longrm_tasks.predictions import read_predictions  # noqa: E402
+from longrm_tasks.report.runs import load_run  # noqa: E402
+from longrm_tasks.testing import save_tiny_model  # noqa: E402
+
+TASK_DIR = Path(__file__).resolve().parents[1] / "task_yamls"
+PAPER_KEYS = ["AVG", "PairWise Avg", "Rank Avg", "Same", "Diff", "Rank2", "Rank3", "Rank4", "Length Avg",
+              "LongQA", "Summ", "Safety", "ICL", "Cite", "Code", "Math", "4k", "8k", "16k", "32k", "64k", "128k"]
+
+
+@pytest.fixture(scope="module")
+def ll_run(tmp_path_factory):
+    """The whole `long_rewardbench_ll` group on the bundled sample, both orders, prompts cut to 1,024 tokens."""
+    import lm_eval
+    from lm_eval.loggers import EvaluationTracker
+    from lm_eval.tasks import TaskManager
+
+    root = tmp_path_factory.mktemp("lm_eval_ll")
+    model = save_tiny_model(root / "tiny", hidden=32, layers=1, max_positions=4096)
+    meta = {"pretrained": str(model), "data_dir": "sample", "order": "both", "max_length": 1024}
+    results = lm_eval.simple_evaluate(
+        model="hf", model_args={"pretrained": str(model), "max_length": 1024}, tasks=["long_rewardbench_ll"],
+        task_manager=TaskManager(include_path=str(TASK_DIR), include_defaults=False, metadata=meta),
+        device="cpu", log_samples=True)
+    samples = results.pop("samples")
+    tracker = EvaluationTracker(output_path=str(root / "out"))  # what `lm_eval --output_path` does
+    tracker.general_config_tracker.model_name = "tiny"
+    tracker.general_config_tracker.model_name_sanitized = "tiny"
+    tracker.save_results_aggregated(results=results, samples=samples)
+    for task, task_samples in samples.items():
+        tracker.save_results_samples(task_name=task, samples=task_samples)
+    return root / "out", results, samples["long_rewardbench_ll_all"]
+
+
+def test_group_table_shows_the_paper_metrics_of_the_whole_benchmark(ll_run):
+    _, results, samples = ll_run
+    group = results["groups"]["long_rewardbench_ll"]
+    task = results["results"]["long_rewardbench_ll_all"]
+    assert len(samples) == 2 * 58  # every sample item, in both orders
+    for key in PAPER_KEYS + ["extra/truncated", "extra/consistent_accuracy"]:
+        assert group[f"{key},none"] == task[f"{key},none"]  # one child: the group value is the task value
+    assert task["extra/truncated,none"] == 116 and task["extra/skipped,none"] == 0
+
+
+def test_report_recomputes_lm_eval_numbers_and_agrees_with_longrm_score(ll_run, tmp_path):
+    out, results, samples = ll_run
+    run = load_run(str(out))
+    assert run.name == "tiny [ll]"
+    task = results["results"]["long_rewardbench_ll_all"]
+    for key in PAPER_KEYS:
+        assert run.metrics[key] == pytest.approx(task[f"{key},none"], abs=1e-12)
+    assert run.metrics["extra"]["both_orders"]["pairs"] == 30
+    assert run.metrics["extra"]["truncated"] == 116
+
+    files = export_predictions(out, tmp_path / "preds")
+    assert sorted(f.name for f in files) == sorted(f"{c}.jsonl" for c in
+                                                   ["LongQA", "Summ", "Safety", "ICL", "Cite", "Code", "Math"])
+    rescored = score_files([str(tmp_path / "preds")])
+    for key in PAPER_KEYS:  # the same rows summed in another order: equal up to float rounding
+        assert rescored[key] == pytest.approx(run.metrics[key], abs=1e-12)
+    for key in ("items", "presentations", "unparsed", "truncated", "truncated_tokens", "skipped", "counts",
+                "both_orders"):
+        assert rescored["extra"][key] == pytest.approx(run.metrics["extra"][key], abs=1e-12)
+
+    # Per item: what lm-eval's process_results decided is what `longrm score` reads from the predictions.
+    lm_eval_rows = {(r.config, r.item_id, tuple(r.true_ranks)): (r.predicted, r.score)
+                    for r in (judged(s["AVG"]) for s in samples)}
+    score_rows = {(r.config, r.item_id, tuple(r.true_ranks)): (r.predicted, r.score)
+                  for r in read_predictions([str(tmp_path / "preds")])}
+    assert score_rows == lm_eval_rows and len(score_rows) == 116
+
+
+def test_results_json_alone_still_reports(ll_run, tmp_path):
+    out, results, _ = ll_run
+    [results_file] = list(out.rglob("results_*.json"))
+    only = tmp_path / "only"
+    only.mkdir()
+    (only / results_file.name).write_text(results_file.read_text())
+    run = load_lm_eval_run(only)
+    task = results["results"]["long_rewardbench_ll_all"]
+    assert run.metrics["AVG"] == task["AVG,none"] and run.metrics["Rank Avg"] == task["Rank Avg,none"]
+    assert run.metrics["extra"]["truncated"] == 116
+    with pytest.raises(InputError, match="--log_samples"):
+        export_predictions(only, tmp_path / "none")
+
+
+def test_not_an_lm_eval_folder(tmp_path):
+    assert load_lm_eval_run(tmp_path) is None
+    (tmp_path / "results_2024.json").write_text(json.dumps({"results": {"hellaswag": {"acc,none": 0.5}}}))
+    assert load_lm_eval_run(tmp_path) is None
