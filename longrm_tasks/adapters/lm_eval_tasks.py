@@ -15,9 +15,11 @@
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from functools import lru_cache
+from pathlib import Path
 
 from lm_eval.api.task import ConfigurableTask
 
@@ -83,6 +85,24 @@ def _slice_name(options: TaskOptions) -> str:
     return " ".join(p for p in parts if p) or "all"
 
 
+def _refuse_scalar_reward_model(judge: str, pretrained) -> None:
+    """Fail before any data is built when a judge task is given a sequence classifier.
+
+    Only local checkpoints are inspected (reading a hub config could reach the
+    network); `hf-rm` itself refuses generation requests for the rest.
+    """
+    if judge == "reward" or not isinstance(pretrained, str) or not (Path(pretrained) / "config.json").is_file():
+        return
+    try:
+        archs = json.loads((Path(pretrained) / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, ValueError):
+        return
+    if archs and all(str(a).endswith("ForSequenceClassification") for a in archs):
+        raise InputError(f"{pretrained} is a scalar reward model ({archs[0]}): the {judge} judge tasks need a "
+                         "causal LM; run scalar reward models with `--model hf-rm --tasks long_rewardbench_rm`",
+                         field="pretrained")
+
+
 def load_dataset(**kwargs):
     """``custom_dataset`` of every Long-RewardBench task: a ``DatasetDict`` with one ``test`` split."""
     import datasets
@@ -90,6 +110,7 @@ def load_dataset(**kwargs):
     from longrm_tasks.data import select
 
     options = parse_options(kwargs)
+    _refuse_scalar_reward_model(options.judge, kwargs.get("pretrained"))
     bench = _benchmark(_data_key(options.data_dir), options.revision)
     items = select(bench.items, configs=options.configs, tasktypes=options.tasktypes)
     if not items:
