@@ -61,6 +61,17 @@ def test_shared_context_gradients_equal_unshared(arch, num_rejected, checkpointi
     assert all(g.abs().sum() > 0 for g in shared), "every parameter, the context's included, gets a gradient"
 
 
+def test_shared_forward_builds_no_quadratic_mask():
+    model, tok = build_model(arch="llama", hidden=32, layers=1)
+    enable_shared_prefix_attention(model)
+    masks = []
+    model.model.layers[0].self_attn.register_forward_pre_hook(
+        lambda module, args, kwargs: masks.append(kwargs.get("attention_mask")), with_kwargs=True)
+    prompt, responses = _item(4, 30, [4, 6], len(tok))
+    shared_context_logps(model, prompt, responses)
+    assert masks == [None]  # only the small response-rows mask inside the attention, no L x L one
+
+
 def test_shared_attention_leaves_ordinary_forward_unchanged():
     model, tok = build_model(arch="qwen3", hidden=32, layers=1)
     ids = torch.tensor([[7, 8, 9, 10, 11], [12, 13, 14, tok.pad_token_id, tok.pad_token_id]])

@@ -76,3 +76,14 @@ def test_mismatched_v_is_a_clear_error(tmp_path):
                                processing_class=tok)
     with pytest.raises(ValueError, match="num_rejected is 3"):
         trainer.train()
+
+
+def test_bf16_autocast_reaches_the_layers(tmp_path):
+    """The trainer bypasses model.forward (where accelerate puts autocast), so it must apply bf16 itself."""
+    model, tok = build_model(hidden=32, layers=1)
+    seen = set()
+    model.model.layers[0].mlp.register_forward_hook(lambda module, args, out: seen.add(out.dtype))
+    data = load_alignment_dataset(_records(2), tok, max_length=96, num_rejected=2)
+    AlignmentTrainer(model=model, args=_args(tmp_path, max_steps=1, save_steps=10, bf16=True),
+                     train_dataset=data, processing_class=tok).train()
+    assert torch.bfloat16 in seen

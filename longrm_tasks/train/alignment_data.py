@@ -17,7 +17,7 @@ generation prompt; plain prompts are tokenised as text. A response is its text
 Over-long prompts are cut in the middle of the context with
 ``truncate_middle``: the tail from the ``</context>`` marker on (the question
 and the response to judge) is protected, head and tail of the context are
-kept, and every cut is counted and logged, never dropped.
+kept, and every cut is counted and logged; no record is dropped.
 """
 from __future__ import annotations
 
@@ -32,12 +32,9 @@ from trl.data_utils import extract_prompt
 
 from ..errors import InputError
 from ..truncation import truncate_middle
+from .long_inputs import CONTEXT_END
 
 logger = logging.getLogger(__name__)
-
-# The judge prompts put the long context first and close it with this marker;
-# what follows (question, response to judge, instructions) must survive truncation.
-CONTEXT_END_MARKERS = ("</context>",)
 
 
 @dataclass
@@ -49,7 +46,7 @@ class AlignmentDataStats:
     padded_rejected: int = 0    # records filled up to V by repetition (pad_rejected=True)
 
     def summary(self) -> str:
-        return (f"{self.records} alignment records: {self.truncated} prompts truncated in the middle "
+        return (f"{self.records} alignment records, 0 dropped: {self.truncated} prompts truncated in the middle "
                 f"({self.tokens_dropped} context tokens dropped), {self.extra_rejected_ignored} with more "
                 f"than V rejected (first V used), {self.padded_rejected} padded to V by repetition")
 
@@ -152,7 +149,7 @@ def _normalise(record, where) -> tuple[list[dict] | str, str, list[str]]:
 
 
 def _prompt_ids(tokenizer, prompt) -> tuple[list[int], int]:
-    """Prompt token ids and how many trailing tokens must survive truncation."""
+    """Prompt token ids and how many trailing tokens (from the ``</context>`` marker on) must survive."""
     if isinstance(prompt, str):
         text = prompt
         encoding = tokenizer(text, return_offsets_mapping=True)
@@ -161,11 +158,10 @@ def _prompt_ids(tokenizer, prompt) -> tuple[list[int], int]:
         # apply_chat_template(tokenize=True) is exactly this, minus the offsets we need
         encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = encoding["input_ids"]
-    cut = max(text.rfind(marker) for marker in CONTEXT_END_MARKERS)
-    if cut < 0:
+    marker = text.rfind(CONTEXT_END)
+    if marker < 0:
         return ids, 0
-    protected = sum(1 for start, end in encoding["offset_mapping"] if end > cut)
-    return ids, protected
+    return ids, sum(1 for _, end in encoding["offset_mapping"] if end > marker)
 
 
 def _tokenize_record(tokenizer, prompt, chosen: str, rejected: Sequence[str], *, max_length: int,
@@ -190,7 +186,7 @@ def _tokenize_record(tokenizer, prompt, chosen: str, rejected: Sequence[str], *,
     except ValueError:
         raise InputError(f"the question and response part of the prompt ({protected} tokens) does not fit "
                          f"max_length={max_length} minus the longest response ({longest})",
-                         **where, field="messages" if not isinstance(prompt, str) else "prompt") from None
+                         **where, field="prompt" if isinstance(prompt, str) else "messages") from None
     if cut.truncated:
         stats.truncated += 1
         stats.tokens_dropped += cut.dropped

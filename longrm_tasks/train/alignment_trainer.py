@@ -31,7 +31,10 @@ def collate_alignment(features: list[dict[str, Any]]) -> dict[str, list]:
 
 
 class AlignmentTrainer(Trainer):
-    _tag_names = ["trl", "longrm", "simpo"]
+    """``Trainer`` for Stage II. ``model``: a causal LM or its path; ``train_dataset``/``eval_dataset``:
+    from ``load_alignment_dataset`` (same V as ``args.num_rejected``); ``peft_config``: optional, e.g. LoRA."""
+
+    _tag_names = ["longrm", "alignment", "simpo"]
 
     def __init__(self, model, args: AlignmentConfig, train_dataset=None, eval_dataset=None,
                  processing_class=None, peft_config=None, data_collator=None, callbacks=None,
@@ -43,7 +46,7 @@ class AlignmentTrainer(Trainer):
         if peft_config is not None:
             from peft import get_peft_model
 
-            if args.gradient_checkpointing:
+            if args.activation_checkpointing:
                 # frozen embeddings would give checkpointed layers inputs without grad
                 model.enable_input_require_grads()
             model = get_peft_model(model, peft_config)
@@ -68,11 +71,16 @@ class AlignmentTrainer(Trainer):
         fn = shared_context_logps if self.args.share_context else unshared_logps
         unwrapped = self.accelerator.unwrap_model(model)
         responses = [chosen, *rejected]
+
+        def run():
+            # accelerate applies bf16/fp16 autocast by wrapping model.forward, which we bypass: apply it here
+            with self.accelerator.autocast():
+                return fn(unwrapped, prompt, responses, logit_chunk_size=self.args.logit_chunk_size)
+
         if model is unwrapped:
-            return fn(model, prompt, responses, logit_chunk_size=self.args.logit_chunk_size)
+            return run()
         # DDP/FSDP hooks fire in the wrapper's forward: route our computation through it
-        return _ForwardRedirection()(model, unwrapped, lambda: fn(
-            unwrapped, prompt, responses, logit_chunk_size=self.args.logit_chunk_size))
+        return _ForwardRedirection()(model, unwrapped, run)
 
     def _batch_loss(self, model, inputs, train_eval: str):
         v = self.args.num_rejected

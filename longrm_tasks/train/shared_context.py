@@ -86,6 +86,9 @@ def _make_attention(original: str):
             else:
                 impl = ALL_ATTENTION_FUNCTIONS[original]
             return impl(module, query, key, value, attention_mask, **kwargs)
+        if kwargs.get("sliding_window") or kwargs.get("softcap"):
+            raise NotImplementedError("shared-context attention supports neither sliding windows nor attention "
+                                      "soft-capping; train this model with share_context=False")
         kwargs.pop("is_causal", None)
         p = longrm_layout.prompt_length
         # query/key/value: (batch, heads, seq, head_dim); SDPA forward returns (batch, seq, heads, head_dim)
@@ -131,6 +134,9 @@ def _response_logps(model, hidden: torch.Tensor, targets: torch.Tensor, chunk_si
     """Per-token log p(target) of ``lm_head(hidden)``, ``chunk_size`` positions at a time, no full logits kept."""
     lm = _causal_lm(model)
     head = lm.get_output_embeddings()
+    if hasattr(head, "base_layer"):
+        # the head's weight is read directly below, so an adapter on it would be silently ignored
+        raise ValueError("adapters on the LM head are not supported; leave lm_head out of the PEFT target_modules")
     text_config = lm.config.get_text_config()
     softcap = getattr(text_config, "final_logit_softcapping", None)
     scale = getattr(text_config, "logit_scale", None) or 1.0
@@ -168,8 +174,12 @@ def shared_context_logps(model, prompt_ids: Sequence[int], response_ids: Sequenc
     packed = torch.tensor([list(prompt_ids) + [t for r in response_ids for t in r]], device=device)
     positions = torch.cat([torch.arange(p)] + [torch.arange(p, p + n) for n in lengths])[None].to(device)
     layout = build_layout(p, lengths, device)
-    hidden = _backbone(model)(input_ids=packed, position_ids=positions, use_cache=False,
-                              longrm_layout=layout).last_hidden_state[0]
+    # An explicit all-ones 2D mask says "no padding": without it transformers reads the restarting
+    # position ids as packed sequences and builds an L x L block mask (17 GB of bools at 128K) that
+    # our attention would ignore anyway; with it, the SDPA/flash mask builders return None.
+    no_padding = torch.ones_like(packed)
+    hidden = _backbone(model)(input_ids=packed, attention_mask=no_padding, position_ids=positions,
+                              use_cache=False, longrm_layout=layout).last_hidden_state[0]
     # the hidden state predicting response token k is the one before it; for k = 0 that is the
     # last prompt token, shared by all responses
     starts = torch.tensor([0] + lengths[:-1], device=device).cumsum(0) + p
