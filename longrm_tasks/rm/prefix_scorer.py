@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 # Attribute names of the classification head in transformers' and common custom reward models.
 _HEAD_NAMES = ("score", "classifier", "v_head", "reward_head", "rm_head")
+_UNSHAREABLE = "its cache has sliding-window or linear-attention layers"
 
 
 @dataclass
@@ -41,7 +42,7 @@ class ItemScore:
     dropped_tokens: int = 0  # cut by over-long handling (most from any one candidate)
     skipped: bool = False
     skip_reason: str | None = None
-    padding_tokens: int = 0  # pad slots run alongside the real tokens when batching
+    padding_tokens: int = 0  # pad slots run alongside real tokens (unshared batches only)
     shared_prefix_tokens: int = 0  # length of the prefix that ran once (0 = no sharing)
     id: str | None = None
 
@@ -102,13 +103,12 @@ def _sharing_unavailable_reason(model) -> str | None:
 
 
 class FrozenPrefixLayer(DynamicLayer):
-    """A cache layer that lets a batch of remainders attend to a shared prefix without storing them.
+    """A cache layer that lets remainders attend to a shared prefix without storing them.
 
-    It holds the prefix's keys/values (batch 1); ``update`` returns them
-    broadcast to the remainder batch, followed by the new keys/values, and keeps
-    nothing, so the prefix stays intact for the next batch and only one layer's
-    concatenation is alive at a time (a `DynamicCache` expanded per candidate
-    would hold a copy of the whole prefix cache per candidate).
+    ``update`` returns the prefix's keys/values followed by the new ones and
+    keeps nothing, so the prefix stays intact for the next group of remainders
+    and only one layer's concatenation is alive at a time (expanding a
+    `DynamicCache` per candidate would copy the whole prefix cache per candidate).
     """
 
     def __init__(self, keys: torch.Tensor, values: torch.Tensor):
@@ -117,9 +117,7 @@ class FrozenPrefixLayer(DynamicLayer):
         self.keys, self.values = keys, values
 
     def update(self, key_states, value_states, *args, **kwargs):
-        batch = key_states.shape[0]
-        return (torch.cat([self.keys.expand(batch, -1, -1, -1), key_states], dim=-2),
-                torch.cat([self.values.expand(batch, -1, -1, -1), value_states], dim=-2))
+        return torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2)
 
 
 def frozen_prefix_cache(prefix_cache: DynamicCache) -> Cache | None:
@@ -211,7 +209,7 @@ class RewardScorer:
         shared = min([lcp] + pooled) if self.share_prefix else 0
         frozen = self._prefix_cache(distinct[0][:shared]) if shared > 0 else None
         if frozen is not None:
-            values, padding = self._score_shared(distinct, pooled, shared, frozen)
+            values, padding = self._score_shared(distinct, pooled, shared, frozen), 0
             processed = shared + sum(len(ids) - shared for ids in distinct)
         else:
             shared = 0
@@ -227,33 +225,52 @@ class RewardScorer:
         scores, padding = [], 0
         for start in range(0, len(sequences), self.batch_size):
             batch = sequences[start:start + self.batch_size]
-            ids, mask, positions, slots, pad = self._pad(batch, pooled[start:start + self.batch_size], offset=0)
+            ids, mask, positions, slots, pad = self._pad(batch, pooled[start:start + self.batch_size])
             hidden = self.base(input_ids=ids, attention_mask=mask, position_ids=positions,
                                use_cache=False).last_hidden_state
-            scores += self._head(hidden, slots)
+            scores += self._head(hidden[torch.arange(len(slots)), slots])
             padding += pad
         return scores, padding
 
     def _score_shared(self, sequences: list[tuple[int, ...]], pooled: list[int], shared: int,
-                      frozen: Cache) -> tuple[list[float], int]:
-        scores, padding = [], 0
-        for start in range(0, len(sequences), self.batch_size):
-            batch = [s[shared:] for s in sequences[start:start + self.batch_size]]
-            ids, mask, positions, slots, pad = self._pad(
-                batch, [p - shared for p in pooled[start:start + self.batch_size]], offset=shared)
-            # The mask covers the prefix too: every remainder sees all of it.
-            mask = torch.cat([mask.new_ones(mask.shape[0], shared), mask], dim=1)
-            hidden = self.base(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                               **{self._cache_kwarg: frozen}).last_hidden_state
-            scores += self._head(hidden, slots)
-            padding += pad
-        return scores, padding
+                      frozen: Cache) -> list[float]:
+        # Remainders are packed into one row (no padding, no per-candidate copy of
+        # the prefix cache) behind a block mask: each sees the whole prefix and,
+        # causally, only itself. Attention kernels that take no explicit mask get
+        # one remainder per forward, where the cache offset alone makes it causal.
+        group = self.batch_size if self.model.config._attn_implementation in ("sdpa", "eager") else 1
+        scores = []
+        for start in range(0, len(sequences), group):
+            remainders = [s[shared:] for s in sequences[start:start + group]]
+            lengths = torch.tensor([len(r) for r in remainders])
+            ids = torch.tensor([[t for r in remainders for t in r]], device=self.device)
+            positions = torch.cat([torch.arange(n) for n in lengths.tolist()]) + shared
+            mask = self._packed_mask(lengths, shared) if len(remainders) > 1 else None
+            hidden = self.base(input_ids=ids, attention_mask=mask, position_ids=positions[None].to(self.device),
+                               use_cache=True, **{self._cache_kwarg: frozen}).last_hidden_state
+            starts = (lengths.cumsum(0) - lengths).tolist()
+            slots = [begin + p - shared for begin, p in zip(starts, pooled[start:start + group])]
+            scores += self._head(hidden[0, slots])
+        return scores
+
+    def _packed_mask(self, lengths: torch.Tensor, prefix: int) -> torch.Tensor:
+        """4-D mask for remainders packed in one row after a cached prefix of ``prefix`` tokens."""
+        segment = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+        n = len(segment)
+        own = (segment[:, None] == segment[None, :]) & torch.ones(n, n, dtype=torch.bool).tril()
+        allowed = torch.cat([torch.ones(n, prefix, dtype=torch.bool), own], dim=1)[None, None].to(self.device)
+        if self.model.config._attn_implementation == "sdpa":
+            return allowed
+        # Eager attention adds the mask to the scores.
+        dtype = self.model.dtype
+        return torch.zeros(allowed.shape, dtype=dtype, device=self.device).masked_fill(~allowed,
+                                                                                     torch.finfo(dtype).min)
 
     def _prefix_cache(self, prefix: Sequence[int]) -> Cache | None:
         """Run the shared prefix once, in chunks if asked; its read-only KV cache, or None if unshareable."""
         cache = DynamicCache(config=self.model.config)
-        if not all(type(layer) is DynamicLayer for layer in cache.layers):
-            self._disable_sharing("its cache has sliding-window or linear-attention layers")
+        if not all(type(layer) is DynamicLayer for layer in cache.layers):  # known before any compute
+            self._disable_sharing(_UNSHAREABLE)
             return None
         ids = torch.tensor([prefix], device=self.device)
         chunk = self.prefill_chunk_size or ids.shape[1]
@@ -262,15 +279,15 @@ class RewardScorer:
             self.base(input_ids=ids[:, start:start + chunk], use_cache=True, **{self._cache_kwarg: cache})
         frozen = frozen_prefix_cache(cache)
         if frozen is None:
-            self._disable_sharing("its cache has sliding-window or linear-attention layers")
+            self._disable_sharing(_UNSHAREABLE)
         return frozen
 
     def _disable_sharing(self, reason: str) -> None:
         logger.warning("shared-prefix scoring is off for %s: %s", type(self.model).__name__, reason)
         self.share_prefix = False
 
-    def _pad(self, sequences: list[Sequence[int]], pooled: list[int], offset: int):
-        """Pad a batch on the tokenizer's side; position ids count real tokens from ``offset``."""
+    def _pad(self, sequences: list[Sequence[int]], pooled: list[int]):
+        """Pad a batch on the tokenizer's side; position ids count real tokens only."""
         width = max(len(s) for s in sequences)
         left = getattr(self.tokenizer, "padding_side", "right") == "left"
         ids = torch.full((len(sequences), width), self._pad_fill, dtype=torch.long)
@@ -281,12 +298,11 @@ class RewardScorer:
             ids[row, start:start + len(seq)] = torch.tensor(seq, dtype=torch.long)
             mask[row, start:start + len(seq)] = 1
             slots.append(start + pool)
-        positions = (mask.cumsum(1) - 1).clamp(min=0) + offset
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
         device = self.device
         pad = int(mask.numel() - mask.sum())
         return ids.to(device), mask.to(device), positions.to(device), slots, pad
 
-    def _head(self, hidden: torch.Tensor, slots: list[int]) -> list[float]:
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        picked = hidden[rows, torch.tensor(slots, device=hidden.device)]
-        return self.head(picked).float().squeeze(-1).tolist()
+    def _head(self, pooled_hidden: torch.Tensor) -> list[float]:
+        """Rewards from the pooled tokens' hidden states (the only positions the head ever sees)."""
+        return self.head(pooled_hidden).float().squeeze(-1).tolist()
