@@ -5,16 +5,22 @@ lost) or drop the example (RewardTrainer). LongRM data is a long context
 followed by a question and the response to learn or judge, so we apply the
 benchmark's head+tail rule (`longrm_tasks.truncation.truncate_middle`) to
 the prompt only. When the prompt tags its key passage the paper's way
-(``<LD> ... </LD>``) the cut goes around it, so the evidence survives too.
-Every cut is counted in `FitStats` and reported by the stage.
+(``<LD> ... </LD>``) the cut goes around it, so the evidence survives too; the
+part after ``</context>`` (question, response to judge) is kept whole when it
+fits. Every cut is counted in `FitStats` and reported by the stage.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 from longrm_tasks.truncation import truncate_middle
 
-KEY_OPEN, KEY_CLOSE = "<LD>", "</LD>"
+# The key passage is tagged <TAG> ... </TAG>; the tag varies per record (<LD>, <Q9>, <465D>, ...) and
+# the authors' system prompt names it ("... the part between <LD> and </LD>").
+_TAG_NAMED = re.compile(r"<([A-Za-z0-9]{1,8})> and </\1>")
+_ANY_TAGGED = re.compile(r"<([A-Za-z0-9]{1,8})>.*?</\1>", re.DOTALL)
+CONTEXT_START = "<context>"
 # Judge prompts close the long context with this marker; what follows (question, response to
 # judge, instructions) is kept whole when it fits, as the Stage II loader does.
 CONTEXT_END = "</context>"
@@ -66,11 +72,14 @@ def _render_full(tokenizer, prompt, response) -> str:
 
 
 def _key_span(prompt_text: str, offsets: list) -> tuple[int, int] | None:
-    start_char = prompt_text.find(KEY_OPEN)
-    end_char = prompt_text.find(KEY_CLOSE, start_char + 1) if start_char >= 0 else -1
-    if start_char < 0 or end_char < 0:
+    # Search inside the context only: the instructions before it mention the tag themselves.
+    context = max(prompt_text.find(CONTEXT_START), 0)
+    named = _TAG_NAMED.search(prompt_text, 0, context or len(prompt_text))
+    pattern = re.compile(f"<{named.group(1)}>.*?</{named.group(1)}>", re.DOTALL) if named else _ANY_TAGGED
+    found = pattern.search(prompt_text, context)
+    if found is None:
         return None
-    end_char += len(KEY_CLOSE)
+    start_char, end_char = found.span()
     tokens = [i for i, (a, b) in enumerate(offsets) if b > start_char and a < end_char]
     return (tokens[0], tokens[-1] + 1) if tokens else None
 

@@ -155,7 +155,8 @@ def preference_pairs(record: dict, where: Where) -> list[PreferencePair]:
         chosen = _turns(record["chosen"], where, "chosen")
         _check_same_kind(prompt, chosen, where, "chosen")
         rejected_list = record["rejected"]
-        if isinstance(rejected_list, list) and rejected_list and all(isinstance(r, str) for r in rejected_list):
+        # A list of messages is one conversation; any other list holds several rejected responses.
+        if isinstance(rejected_list, list) and rejected_list and not all(isinstance(r, dict) for r in rejected_list):
             fields = [f"rejected[{i}]" for i in range(len(rejected_list))]
         else:  # a single rejected response (text or conversation)
             rejected_list, fields = [rejected_list], ["rejected"]

@@ -24,7 +24,7 @@ MARKER = "longrm_stage.json"
 # Config values worth showing in a model card even when the recipe leaves them at their default.
 CARD_FIELDS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
                "gradient_accumulation_steps", "max_length", "bf16", "gradient_checkpointing", "lr_scheduler_type",
-               "warmup_ratio", "seed", "beta", "gamma", "num_rejected", "nll_weight", "share_context",
+               "seed", "beta", "gamma", "num_rejected", "nll_weight", "share_context",
                "completion_only_loss", "center_rewards_coefficient")
 
 
@@ -45,17 +45,24 @@ def data_parallel_size() -> int:
     return max(1, world // split)
 
 
+def accumulation_steps(global_batch_size: int, per_device: int, dp_size: int, stage_name: str) -> int:
+    """Gradient accumulation that keeps ``global_batch_size`` on any number of GPUs."""
+    per_step = per_device * dp_size
+    if global_batch_size % per_step:
+        raise InputError(f"global_batch_size {global_batch_size} is not a multiple of "
+                         f"per_device_train_batch_size x data-parallel processes = {per_step}",
+                         field=f"stages.{stage_name}.global_batch_size")
+    return global_batch_size // per_step
+
+
 def build_config(stage: Stage, output_dir: Path):
     """The stage's TRL-style config: recipe args on top of the class defaults, logging to nowhere by default."""
     cls = config_class(stage.kind)
     values = {"report_to": "none", **stage.args, "output_dir": str(output_dir)}
     if stage.global_batch_size is not None:
-        per_step = values.get("per_device_train_batch_size", 8) * data_parallel_size()
-        if stage.global_batch_size % per_step:
-            raise InputError(f"global_batch_size {stage.global_batch_size} is not a multiple of "
-                             f"per_device_train_batch_size x data-parallel processes = {per_step}",
-                             field=f"stages.{stage.name}.global_batch_size")
-        values["gradient_accumulation_steps"] = stage.global_batch_size // per_step
+        per_device = values.get("per_device_train_batch_size", 8)  # TrainingArguments' default
+        values["gradient_accumulation_steps"] = accumulation_steps(
+            stage.global_batch_size, per_device, data_parallel_size(), stage.name)
     try:
         return cls(**values)
     except (ValueError, TypeError) as err:
@@ -120,10 +127,6 @@ def _step_counter():
 
         def __init__(self):
             self.steps = 0
-            self.start_step = None
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.start_step = state.global_step
 
         def on_step_end(self, args, state, control, **kwargs):
             self.steps += 1
@@ -202,9 +205,22 @@ def run_stage(recipe: Recipe, stage: Stage, *, resume: bool = False, callbacks=(
     return summary
 
 
+def check_data(recipe: Recipe, stages: list[Stage]) -> None:
+    """Fail before any training when a stage's data file is missing (not after hours of stage 1)."""
+    for stage in stages:
+        for key in ("data", "eval_data"):
+            path = getattr(stage, key)
+            if path is None or path.is_file():
+                continue
+            hint = " (an environment variable in it is not set)" if "$" in str(path) else ""
+            raise InputError(f"data file not found: {path}{hint}", path=str(recipe.path),
+                             field=f"stages.{stage.name}.{key}")
+
+
 def run_recipe(recipe: Recipe, *, only: str | None = None, resume: bool = False, callbacks=()) -> list[dict]:
     """Run every stage (or only ``only``), skipping finished ones when resuming."""
     stages = [recipe.stage(only)] if only else recipe.stages
+    check_data(recipe, [s for s in stages if not is_finished(recipe, s)])
     results = []
     for stage in stages:
         if is_finished(recipe, stage):

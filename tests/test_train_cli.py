@@ -1,0 +1,115 @@
+"""`longrm train`: the shipped tiny recipe end to end, resume after an interrupt, errors, accelerate configs."""
+import json
+from pathlib import Path
+
+import pytest
+
+from longrm_tasks.cli import main as longrm
+
+ROOT = Path(__file__).parents[1]
+SAMPLE = Path(__file__).parents[1].parent / "shared" / "data" / "longrm_alignment_sample.jsonl"
+FAST = ["--set", "defaults.disable_tqdm=true"]
+
+
+@pytest.mark.skipif(not SAMPLE.is_file(), reason=f"shared Stage II sample not found at {SAMPLE}")
+def test_tiny_recipe_runs_sft_then_alignment_on_the_shared_sample(tmp_path, capsys):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "runs"
+    status = longrm(["train", "--config", str(ROOT / "recipes" / "tiny_cpu.yaml"), "--output-dir", str(out),
+                     "--set", "stages.sft.args.max_steps=2", "--set", "stages.alignment.args.max_steps=1",
+                     *FAST])
+    assert status == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"stage"')]
+    assert [line["stage"] for line in lines] == ["sft", "alignment"]
+    assert lines[0]["data"]["train"]["truncated"] == 20  # every sample prompt is cut, none dropped
+    assert lines[1]["data"]["train"]["records"] == 20
+    for stage, start in (("sft", out / "base-model"), ("alignment", out / "sft")):
+        marker = json.loads((out / stage / "longrm_stage.json").read_text())
+        assert marker["input_model"] == str(start)  # each stage starts from the previous output
+        model = AutoModelForCausalLM.from_pretrained(out / stage)
+        assert model.config.num_hidden_layers == 2
+        card = (out / stage / "README.md").read_text()
+        assert "tiny_cpu" in card and f"`{stage}`" in card and str(SAMPLE.resolve()) in card
+        assert '"max_length"' in card
+    # Finished stages are skipped with --resume; without it the command refuses to overwrite.
+    assert longrm(["train", "--config", str(ROOT / "recipes" / "tiny_cpu.yaml"), "--output-dir", str(out),
+                   "--resume"]) == 0
+    assert longrm(["train", "--config", str(ROOT / "recipes" / "tiny_cpu.yaml"), "--output-dir", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def _recipe(tmp_path):
+    from longrm_tasks.train.learning_check import make_items, write_jsonl
+    import random
+
+    data = write_jsonl(tmp_path / "sft.jsonl", make_items(8, context_words=20, num_rejected=1,
+                                                             rng=random.Random(0)))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"""
+name: resume_check
+base_model: tiny-random
+defaults: {{per_device_train_batch_size: 2, max_steps: 4, save_steps: 1, logging_steps: 1, bf16: false,
+           gradient_checkpointing: false, use_cpu: true, max_length: 64, disable_tqdm: true}}
+stages:
+  - {{name: sft, kind: sft, data: {data}}}
+""")
+    return recipe
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path):
+    from transformers import TrainerCallback
+
+    from longrm_tasks.train.recipe import load_recipe
+    from longrm_tasks.train.runner import run_recipe
+
+    class Interrupt(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise KeyboardInterrupt("simulated interrupt after checkpoint-2")
+
+    recipe_path = _recipe(tmp_path)
+    out = tmp_path / "runs"
+    recipe = load_recipe(recipe_path, [f"output_dir={out}"])
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, callbacks=[Interrupt()])
+    assert (out / "sft" / "checkpoint-2").is_dir() and not (out / "sft" / "longrm_stage.json").exists()
+
+    assert longrm(["train", "--config", str(recipe_path), "--output-dir", str(out), "--resume"]) == 0
+    marker = json.loads((out / "sft" / "longrm_stage.json").read_text())
+    assert marker["resumed_from"] == "checkpoint-2"
+    assert marker["global_step"] == 4 and marker["steps_this_run"] == 2  # continued, not restarted
+
+
+def test_bad_recipe_is_one_line_naming_file_and_key(tmp_path, capsys):
+    recipe = _recipe(tmp_path)
+    recipe.write_text(recipe.read_text().replace("kind: sft", "kind: ppo"))
+    assert longrm(["train", "--config", str(recipe)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(recipe) in err and "stages[0] (sft).kind" in err
+    assert longrm(["train", "--config", str(_recipe(tmp_path)), "--stage", "nope"]) == 2
+    assert "no stage 'nope'" in capsys.readouterr().err
+
+
+def test_missing_data_fails_before_training(tmp_path, capsys):
+    recipe = _recipe(tmp_path)
+    recipe.write_text(recipe.read_text() + "  - {name: rm, kind: reward, data: \"${LONGRM_UNSET_VAR}/x.jsonl\"}\n")
+    assert longrm(["train", "--config", str(recipe), "--output-dir", str(tmp_path / "o")]) == 2
+    assert "environment variable" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "sft").exists()
+
+
+@pytest.mark.parametrize("name, kind, extra", [
+    ("zero3.yaml", "DEEPSPEED", {}),
+    ("fsdp2.yaml", "FSDP", {}),
+    ("fsdp2_context_parallel.yaml", "FSDP", {"parallelism_config_cp_size": 8}),
+])
+def test_accelerate_configs_parse(name, kind, extra):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(ROOT / "recipes" / "accelerate" / name))
+    assert config.distributed_type.value == kind and config.mixed_precision == "bf16"
+    if kind == "FSDP":
+        assert config.fsdp_config["fsdp_version"] == 2
+    for key, value in extra.items():
+        assert config.parallelism_config[key] == value
