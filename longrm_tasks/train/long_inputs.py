@@ -11,6 +11,7 @@ fits. Every cut is counted in `FitStats` and reported by the stage.
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import asdict, dataclass
 
@@ -73,10 +74,10 @@ def _render_full(tokenizer, prompt, response) -> str:
 
 def _key_span(prompt_text: str, offsets: list) -> tuple[int, int] | None:
     # Search inside the context only: the instructions before it mention the tag themselves.
-    context = max(prompt_text.find(CONTEXT_START), 0)
-    named = _TAG_NAMED.search(prompt_text, 0, context or len(prompt_text))
+    context = prompt_text.find(CONTEXT_START)
+    named = _TAG_NAMED.search(prompt_text, 0, context if context >= 0 else len(prompt_text))
     pattern = re.compile(f"<{named.group(1)}>.*?</{named.group(1)}>", re.DOTALL) if named else _ANY_TAGGED
-    found = pattern.search(prompt_text, context)
+    found = pattern.search(prompt_text, context + len(CONTEXT_START) if context >= 0 else 0)
     if found is None:
         return None
     start_char, end_char = found.span()
@@ -145,3 +146,22 @@ def response_budget_error(where, field: str, response_len: int, max_length: int)
     return where.error(
         f"response is {response_len} tokens, which leaves no room for the prompt within max_length "
         f"{max_length}; raise max_length (the response is never cut)", field)
+
+
+def tokenized_splits(tokenize_file, tokenizer, max_length, train_file, eval_file=None, what: str = "data"):
+    """Train (and optional eval) file -> ``datasets.Dataset`` s plus the fit report of each.
+
+    ``tokenize_file(path, tokenizer, max_length) -> (rows, FitStats)`` is the stage's own tokenizer.
+    """
+    from datasets import Dataset
+
+    report, datasets_ = {}, {}
+    for split, path in (("train", train_file), ("eval", eval_file)):
+        if path is None:
+            datasets_[split] = None
+            continue
+        rows, stats = tokenize_file(path, tokenizer, max_length)
+        logging.getLogger(__name__).info("%s %s %s: %s", what, split, path, stats.summary())
+        report[split] = stats.as_dict()
+        datasets_[split] = Dataset.from_list(rows)
+    return datasets_["train"], datasets_["eval"], report

@@ -9,13 +9,11 @@ Stage II records with V rejected judgments give V pairs.
 """
 from __future__ import annotations
 
-import logging
 
 from longrm_tasks.errors import InputError
-from longrm_tasks.train.long_inputs import FitStats, encode, fit_prompt, response_budget_error
+from longrm_tasks.train.long_inputs import FitStats, encode, fit_prompt, response_budget_error, tokenized_splits
 from longrm_tasks.train.records import preference_pairs, read_jsonl
 
-logger = logging.getLogger(__name__)
 
 
 def tokenize_pair(pair, tokenizer, max_length: int | None, stats: FitStats) -> dict:
@@ -53,20 +51,13 @@ def tokenize_preference_file(path, tokenizer, max_length: int | None) -> tuple[l
 
 def reward_trainer(model_path: str, args, train_file, eval_file=None, peft_config=None, callbacks=None):
     """Build a `RewardTrainer` for ``model_path`` on ``train_file``; returns (trainer, data report)."""
-    from datasets import Dataset
     from transformers import AutoTokenizer
     from trl import RewardTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    train_rows, train_stats = tokenize_preference_file(train_file, tokenizer, args.max_length)
-    logger.info("reward data %s: %s", train_file, train_stats.summary())
-    report = {"train": train_stats.as_dict()}
-    eval_dataset = None
-    if eval_file is not None:
-        eval_rows, eval_stats = tokenize_preference_file(eval_file, tokenizer, args.max_length)
-        report["eval"] = eval_stats.as_dict()
-        eval_dataset = Dataset.from_list(eval_rows)
-    trainer = RewardTrainer(model=model_path, args=args, train_dataset=Dataset.from_list(train_rows),
+    train_dataset, eval_dataset, report = tokenized_splits(tokenize_preference_file, tokenizer, args.max_length, train_file,
+                                                           eval_file, what="reward")
+    trainer = RewardTrainer(model=model_path, args=args, train_dataset=train_dataset,
                             eval_dataset=eval_dataset, processing_class=tokenizer, peft_config=peft_config,
                             callbacks=callbacks)
     return trainer, report

@@ -11,13 +11,11 @@ keep-start truncation never fires.
 """
 from __future__ import annotations
 
-import logging
 
 from longrm_tasks.errors import InputError
-from longrm_tasks.train.long_inputs import FitStats, encode, fit_prompt, response_budget_error
+from longrm_tasks.train.long_inputs import FitStats, encode, fit_prompt, response_budget_error, tokenized_splits
 from longrm_tasks.train.records import read_jsonl, sft_example
 
-logger = logging.getLogger(__name__)
 
 
 def tokenize_sft_file(path, tokenizer, max_length: int | None) -> tuple[list[dict], FitStats]:
@@ -45,22 +43,15 @@ def tokenize_sft_file(path, tokenizer, max_length: int | None) -> tuple[list[dic
 
 def sft_trainer(model_path: str, args, train_file, eval_file=None, peft_config=None, callbacks=None):
     """Build an `SFTTrainer` for ``model_path`` on ``train_file``; returns (trainer, data report)."""
-    from datasets import Dataset
     from transformers import AutoTokenizer
     from trl import SFTTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if args.completion_only_loss is None:
         args.completion_only_loss = True  # loss on the assistant turn only
-    train_rows, train_stats = tokenize_sft_file(train_file, tokenizer, args.max_length)
-    logger.info("SFT data %s: %s", train_file, train_stats.summary())
-    report = {"train": train_stats.as_dict()}
-    eval_dataset = None
-    if eval_file is not None:
-        eval_rows, eval_stats = tokenize_sft_file(eval_file, tokenizer, args.max_length)
-        report["eval"] = eval_stats.as_dict()
-        eval_dataset = Dataset.from_list(eval_rows)
-    trainer = SFTTrainer(model=model_path, args=args, train_dataset=Dataset.from_list(train_rows),
+    train_dataset, eval_dataset, report = tokenized_splits(tokenize_sft_file, tokenizer, args.max_length, train_file,
+                                                           eval_file, what="SFT")
+    trainer = SFTTrainer(model=model_path, args=args, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=tokenizer, peft_config=peft_config,
                          callbacks=callbacks)
     return trainer, report
