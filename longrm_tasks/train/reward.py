@@ -55,8 +55,8 @@ def reward_trainer(model_path: str, args, train_file, eval_file=None, peft_confi
     from trl import RewardTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    train_dataset, eval_dataset, report = tokenized_splits(tokenize_preference_file, tokenizer, args.max_length, train_file,
-                                                           eval_file, what="reward")
+    train_dataset, eval_dataset, report = tokenized_splits(tokenize_preference_file, tokenizer, args.max_length,
+                                                           train_file, eval_file, what="reward")
     trainer = RewardTrainer(model=model_path, args=args, train_dataset=train_dataset,
                             eval_dataset=eval_dataset, processing_class=tokenizer, peft_config=peft_config,
                             callbacks=callbacks)
