@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from longrm_tasks.rm.formatting import FormattedItem, ScoringItem, common_prefix_length, format_item
+from longrm_tasks.rm.prefix_attention import IMPLEMENTATION, REMAINDERS_KWARG, use_shared_prefix_attention
 
 logger = logging.getLogger(__name__)
 
@@ -120,9 +121,28 @@ class FrozenPrefixLayer(DynamicLayer):
         return torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2)
 
 
+class PrefixCached(Exception):
+    """Raised by `LastPrefixLayer` once the prefix's keys/values are stored in every layer."""
+
+
+class LastPrefixLayer(DynamicLayer):
+    """The last layer's cache during the prefix prefill: store the keys/values, then stop the forward.
+
+    Only the cache matters for the prefix, and the last layer's keys/values
+    come from its input: its attention (quadratic in the prefix), output
+    projection and MLP, and the final norm, would all be thrown away. Raising
+    right after the cache update skips them on any architecture, without
+    re-implementing a decoder layer (1/num_layers of the prefix's compute).
+    """
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        super().update(key_states, value_states, *args, **kwargs)
+        raise PrefixCached
+
+
 def frozen_prefix_cache(prefix_cache: DynamicCache) -> Cache | None:
     """Read-only view of a prefix cache, or None when a layer is not a plain full-attention layer."""
-    if not all(type(layer) is DynamicLayer for layer in prefix_cache.layers):
+    if not all(type(layer) in (DynamicLayer, LastPrefixLayer) for layer in prefix_cache.layers):
         return None
     return Cache(layers=[FrozenPrefixLayer(layer.keys, layer.values) for layer in prefix_cache.layers])
 
@@ -164,6 +184,8 @@ class RewardScorer:
         if reason:
             logger.warning("shared-prefix scoring is off for %s: %s", type(model).__name__, reason)
         self.share_prefix = share_prefix and reason is None
+        # SDPA models switch to SDPA plus a mask-free path for packed remainders (rm/prefix_attention.py).
+        self._split_remainders = self.share_prefix and use_shared_prefix_attention(model)
 
     @classmethod
     def from_pretrained(cls, path: str, *, dtype: str | torch.dtype | None = None, device: str | None = None,
@@ -238,7 +260,7 @@ class RewardScorer:
         # the prefix cache) behind a block mask: each sees the whole prefix and,
         # causally, only itself. Attention kernels that take no explicit mask get
         # one remainder per forward, where the cache offset alone makes it causal.
-        group = self.batch_size if self.model.config._attn_implementation in ("sdpa", "eager") else 1
+        group = self.batch_size if self.model.config._attn_implementation in ("sdpa", "eager", IMPLEMENTATION) else 1
         scores = []
         for start in range(0, len(sequences), group):
             remainders = [s[shared:] for s in sequences[start:start + group]]
@@ -246,8 +268,9 @@ class RewardScorer:
             ids = torch.tensor([[t for r in remainders for t in r]], device=self.device)
             positions = torch.cat([torch.arange(n) for n in lengths.tolist()]) + shared
             mask = self._packed_mask(lengths, shared) if len(remainders) > 1 else None
+            split = {REMAINDERS_KWARG: lengths.tolist()} if self._split_remainders else {}
             hidden = self.base(input_ids=ids, attention_mask=mask, position_ids=positions[None].to(self.device),
-                               use_cache=True, **{self._cache_kwarg: frozen}).last_hidden_state
+                               use_cache=True, **{self._cache_kwarg: frozen}, **split).last_hidden_state
             starts = (lengths.cumsum(0) - lengths).tolist()
             slots = [begin + p - shared for begin, p in zip(starts, pooled[start:start + group])]
             scores += self._head(hidden[0, slots])
@@ -259,7 +282,7 @@ class RewardScorer:
         n = len(segment)
         own = (segment[:, None] == segment[None, :]) & torch.ones(n, n, dtype=torch.bool).tril()
         allowed = torch.cat([torch.ones(n, prefix, dtype=torch.bool), own], dim=1)[None, None].to(self.device)
-        if self.model.config._attn_implementation == "sdpa":
+        if self.model.config._attn_implementation in ("sdpa", IMPLEMENTATION):
             return allowed
         # Eager attention adds the mask to the scores.
         dtype = self.model.dtype
@@ -272,11 +295,19 @@ class RewardScorer:
         if not all(type(layer) is DynamicLayer for layer in cache.layers):  # known before any compute
             self._disable_sharing(_UNSHAREABLE)
             return None
+        cache.layers[-1] = LastPrefixLayer()
         ids = torch.tensor([prefix], device=self.device)
         chunk = self.prefill_chunk_size or ids.shape[1]
         for start in range(0, ids.shape[1], chunk):
-            # Hidden states are discarded: only the cache matters for the prefix.
-            self.base(input_ids=ids[:, start:start + chunk], use_cache=True, **{self._cache_kwarg: cache})
+            part = ids[:, start:start + chunk]
+            # A later chunk is one "remainder" after the cached part: the mask-free split applies.
+            split = {REMAINDERS_KWARG: [part.shape[1]]} if start and self._split_remainders else {}
+            try:
+                self.base(input_ids=part, use_cache=True, **{self._cache_kwarg: cache}, **split)
+            except PrefixCached:
+                pass
+        if not cache.layers[-1].is_initialized:
+            raise RuntimeError(f"{type(self.model).__name__} never stored its last layer's keys/values")
         frozen = frozen_prefix_cache(cache)
         if frozen is None:
             self._disable_sharing(_UNSHAREABLE)
