@@ -23,10 +23,10 @@ Two things make a 128K-token preference step affordable, and both live here:
    ``R x (P + R)`` mask, so no quadratic mask over the context is ever built.
 
 2. **No full-vocabulary logits for the context.** The LM head is applied only
-   to the positions that predict response tokens, through TRL's
-   ``ChunkedLogProbFunction`` (online log-sum-exp over vocabulary tiles, the
-   tiles recomputed in the backward pass) and over chunks of positions, so
-   memory stays bounded at 150K vocabularies.
+   to the positions that predict response tokens, a block of positions at a
+   time with the block's logits recomputed in the backward pass
+   (`response_head.target_logps`: TRL's ``ChunkedLogProbFunction`` on CUDA),
+   so memory stays bounded at 150K vocabularies.
 
 ``unshared_logps`` runs each ``prompt + r_j`` separately with the same
 response-only head: the reference for the gradient test, the benchmark's
@@ -43,12 +43,10 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from trl.kernels import ChunkedLogProbFunction
+
+from longrm_tasks.train.response_head import target_logps
 
 ATTENTION_PREFIX = "longrm_shared_prefix"
-# Vocabulary tile of the chunked LM head: 16K columns x `logit_chunk_size` rows
-# keeps each tile at a few hundred MB in fp32 even for long responses.
-VOCAB_CHUNK_SIZE = 16_384
 
 
 @dataclass(frozen=True)
@@ -138,15 +136,9 @@ def _response_logps(model, hidden: torch.Tensor, targets: torch.Tensor, chunk_si
         # the head's weight is read directly below, so an adapter on it would be silently ignored
         raise ValueError("adapters on the LM head are not supported; leave lm_head out of the PEFT target_modules")
     text_config = lm.config.get_text_config()
-    softcap = getattr(text_config, "final_logit_softcapping", None)
-    scale = getattr(text_config, "logit_scale", None) or 1.0
-    pieces = []
-    for start in range(0, hidden.shape[0], chunk_size):
-        logps, *_ = ChunkedLogProbFunction.apply(
-            hidden[start:start + chunk_size], head.weight, head.bias, targets[start:start + chunk_size],
-            1.0, VOCAB_CHUNK_SIZE, softcap, scale, ())
-        pieces.append(logps)
-    return torch.cat(pieces)
+    return target_logps(hidden, head.weight, head.bias, targets, block_rows=chunk_size,
+                        softcap=getattr(text_config, "final_logit_softcapping", None),
+                        scale=getattr(text_config, "logit_scale", None) or 1.0)
 
 
 def _segment_sums(values: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
