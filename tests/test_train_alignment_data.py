@@ -81,13 +81,27 @@ def test_bad_records_name_file_line_and_field(tmp_path, tok, record, field, mess
     assert message in err.value.message
 
 
-def test_invalid_json_and_unfittable_prompt(tmp_path, tok):
+def test_invalid_json_and_response_without_room_for_the_prompt(tmp_path, tok):
     path = tmp_path / "data.jsonl"
     path.write_text('{"prompt": "q",\n')
     with pytest.raises(InputError, match=r"data.jsonl:1: invalid JSON"):
         load_alignment_dataset(path, tok, max_length=64, num_rejected=1)
-    tail = "<context>ctx</context>" + " question" * 50
-    with pytest.raises(InputError, match="does not fit") as err:
-        load_alignment_dataset([{"prompt": tail, "chosen": "c", "rejected": "x"}], tok, max_length=20,
+    with pytest.raises(InputError, match="leaves no room for the prompt") as err:
+        load_alignment_dataset([{"prompt": "q", "chosen": "c", "rejected": " word" * 40}], tok, max_length=20,
                                num_rejected=1)
-    assert err.value.field == "prompt"
+    assert err.value.field == "chosen/rejected"
+
+
+def test_key_passage_survives_the_cut_and_an_oversized_tail_is_counted(tok):
+    filler = " ".join(f"filler sentence number {i}." for i in range(300))
+    user = (f"Judge the part between <LD> and </LD>.\n<context>\n{filler} <LD>the door is green</LD> {filler}\n"
+            "</context>\nQuestion: what colour is the door?")
+    record = {"messages": [{"role": "user", "content": user}], "chosen": "green", "rejected": ["red"]}
+    ds, stats = load_alignment_dataset([record], tok, max_length=300, num_rejected=1, return_stats=True)
+    prompt = tok.decode(ds[0]["prompt_input_ids"])
+    assert "<LD>the door is green</LD>" in prompt and prompt.count("filler") < 300
+    assert prompt.endswith("Question: what colour is the door?<|im_end|>\n<|im_start|>assistant\n")
+    assert (stats.truncated, stats.key_passages_kept, stats.tails_cut) == (1, 1, 0)
+    long_tail = {**record, "messages": [{"role": "user", "content": user + " Explain." * 400}]}
+    ds, stats = load_alignment_dataset([long_tail], tok, max_length=300, num_rejected=1, return_stats=True)
+    assert len(ds[0]["prompt_input_ids"]) + 2 <= 300 and stats.tails_cut == 1

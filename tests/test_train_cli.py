@@ -23,7 +23,9 @@ def test_tiny_recipe_runs_sft_then_alignment_on_the_shared_sample(tmp_path, caps
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"stage"')]
     assert [line["stage"] for line in lines] == ["sft", "alignment"]
     assert lines[0]["data"]["train"]["truncated"] == 20  # every sample prompt is cut, none dropped
-    assert lines[1]["data"]["train"]["records"] == 20
+    alignment = lines[1]["data"]["train"]
+    assert alignment["examples"] == alignment["truncated"] == 20
+    assert alignment["key_passages_kept"] + alignment["key_passages_cut"] == 20  # every sample record tags one
     for stage, start in (("sft", out / "base-model"), ("alignment", out / "sft")):
         marker = json.loads((out / stage / "longrm_stage.json").read_text())
         assert marker["input_model"] == str(start)  # each stage starts from the previous output

@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from longrm_tasks.train.long_inputs import _key_span
+from longrm_tasks.train.long_inputs import key_span
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "longrm_alignment_sample.jsonl"
 
 
 def _span(text):
-    span = _key_span(text, [(i, i + 1) for i in range(len(text))])  # one "token" per character
+    span = key_span(text, [(i, i + 1) for i in range(len(text))])  # one "token" per character
     return None if span is None else text[span[0]:span[1]]
 
 

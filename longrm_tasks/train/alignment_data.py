@@ -14,10 +14,11 @@ Conversational prompts are rendered with the tokenizer's chat template and a
 generation prompt; plain prompts are tokenised as text. A response is its text
 (the assistant turn's content) followed by the tokenizer's EOS token.
 
-Over-long prompts are cut in the middle of the context with
-``truncate_middle``: the tail from the ``</context>`` marker on (the question
-and the response to judge) is protected, head and tail of the context are
-kept, and every cut is counted and logged; no record is dropped.
+Over-long prompts are cut in the context like every training stage's
+(`long_inputs.fit_prompt`): the tagged key passage and the tail from the
+``</context>`` marker on (the question and the response to judge) are kept
+whole when they fit, head and tail of the context around them; every cut is
+counted and logged; no record is dropped.
 """
 from __future__ import annotations
 
@@ -31,24 +32,25 @@ from datasets import Dataset
 from trl.data_utils import extract_prompt
 
 from ..errors import InputError
-from ..truncation import truncate_middle
-from .long_inputs import CONTEXT_END
+from .long_inputs import FitStats, encode_prompt, fit_prompt
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class AlignmentDataStats:
-    records: int = 0
-    truncated: int = 0          # prompts cut in the middle to fit max_length
-    tokens_dropped: int = 0     # context tokens removed by those cuts
+class AlignmentDataStats(FitStats):
+    """How the prompts were fitted (one example per record) and what happened to the rejected lists."""
+
     extra_rejected_ignored: int = 0  # records with more than V rejected (the first V are used)
     padded_rejected: int = 0    # records filled up to V by repetition (pad_rejected=True)
 
+    @property
+    def records(self) -> int:
+        return self.examples
+
     def summary(self) -> str:
-        return (f"{self.records} alignment records, 0 dropped: {self.truncated} prompts truncated in the middle "
-                f"({self.tokens_dropped} context tokens dropped), {self.extra_rejected_ignored} with more "
-                f"than V rejected (first V used), {self.padded_rejected} padded to V by repetition")
+        return (f"alignment records: {super().summary()}; {self.extra_rejected_ignored} with more than V "
+                f"rejected (first V used), {self.padded_rejected} padded to V by repetition")
 
 
 def _read_records(path_or_records) -> Iterable[tuple[str | None, int, Any]]:
@@ -148,22 +150,6 @@ def _normalise(record, where) -> tuple[list[dict] | str, str, list[str]]:
     return prompt, chosen, rejected
 
 
-def _prompt_ids(tokenizer, prompt) -> tuple[list[int], int]:
-    """Prompt token ids and how many trailing tokens (from the ``</context>`` marker on) must survive."""
-    if isinstance(prompt, str):
-        text = prompt
-        encoding = tokenizer(text, return_offsets_mapping=True)
-    else:
-        text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-        # apply_chat_template(tokenize=True) is exactly this, minus the offsets we need
-        encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids = encoding["input_ids"]
-    marker = text.rfind(CONTEXT_END)
-    if marker < 0:
-        return ids, 0
-    return ids, sum(1 for _, end in encoding["offset_mapping"] if end > marker)
-
-
 def _tokenize_record(tokenizer, prompt, chosen: str, rejected: Sequence[str], *, max_length: int,
                      where, stats: AlignmentDataStats) -> dict:
     eos = tokenizer.eos_token_id
@@ -175,23 +161,17 @@ def _tokenize_record(tokenizer, prompt, chosen: str, rejected: Sequence[str], *,
 
     chosen_ids = response_ids(chosen)
     rejected_ids = [response_ids(r) for r in rejected]
-    prompt_ids, protected = _prompt_ids(tokenizer, prompt)
+    encoded = encode_prompt(tokenizer, prompt)
     longest = max(len(chosen_ids), *(len(r) for r in rejected_ids))
     budget = max_length - longest
     if budget < 1:
         raise InputError(f"a response has {longest} tokens, which leaves no room for the prompt within "
                          f"max_length={max_length}", **where, field="chosen/rejected")
-    try:
-        kept, cut = truncate_middle(prompt_ids, budget, protect_tail=protected)
-    except ValueError:
-        raise InputError(f"the question and response part of the prompt ({protected} tokens) does not fit "
-                         f"max_length={max_length} minus the longest response ({longest})",
-                         **where, field="prompt" if isinstance(prompt, str) else "messages") from None
-    if cut.truncated:
-        stats.truncated += 1
-        stats.tokens_dropped += cut.dropped
+    kept = fit_prompt(encoded.ids, budget, encoded, stats)
+    stats.examples += 1
+    stats.longest_input = max(stats.longest_input, len(kept) + longest)
     return {"prompt_input_ids": kept, "chosen_input_ids": chosen_ids, "rejected_input_ids": rejected_ids,
-            "prompt_length_original": cut.original}
+            "prompt_length_original": len(encoded.ids)}
 
 
 def load_alignment_dataset(path_or_records, tokenizer, *, max_length: int = 131_072, num_rejected: int = 4,
@@ -223,7 +203,6 @@ def load_alignment_dataset(path_or_records, tokenizer, *, max_length: int = 131_
             rejected = [rejected[j % len(rejected)] for j in range(num_rejected)]
         rows.append(_tokenize_record(tokenizer, prompt, chosen, rejected, max_length=max_length,
                                      where=where, stats=stats))
-        stats.records += 1
     if not rows:
         raise InputError("no alignment records found",
                          path=os.fspath(path_or_records) if isinstance(path_or_records, (str, os.PathLike))

@@ -36,6 +36,7 @@ class FitStats:
     tokens_dropped: int = 0
     key_passages_kept: int = 0
     key_passages_cut: int = 0
+    tails_cut: int = 0  # the part after </context> did not fit whole and was cut too
     longest_input: int = 0
 
     def as_dict(self) -> dict:
@@ -44,7 +45,8 @@ class FitStats:
     def summary(self) -> str:
         return (f"{self.examples} examples, {self.truncated} truncated in the context "
                 f"({self.tokens_dropped} tokens dropped, longest input {self.longest_input}; key passages kept "
-                f"{self.key_passages_kept}, cut {self.key_passages_cut}), 0 dropped")
+                f"{self.key_passages_kept}, cut {self.key_passages_cut}; question/response tails cut "
+                f"{self.tails_cut}), 0 dropped")
 
 
 @dataclass
@@ -72,7 +74,7 @@ def _render_full(tokenizer, prompt, response) -> str:
     return full_text + eos if eos and not full_text.endswith(eos) else full_text
 
 
-def _key_span(prompt_text: str, offsets: list) -> tuple[int, int] | None:
+def key_span(prompt_text: str, offsets: list) -> tuple[int, int] | None:
     # Search inside the context only: the instructions before it mention the tag themselves.
     context = prompt_text.find(CONTEXT_START)
     named = _TAG_NAMED.search(prompt_text, 0, context if context >= 0 else len(prompt_text))
@@ -102,13 +104,27 @@ def encode(tokenizer, prompt, responses: list) -> list[Encoded]:
         offsets = full["offset_mapping"][:prompt_len]
         marker = prompt_text.rfind(CONTEXT_END)
         tail_len = sum(1 for _, end in offsets if end > marker) if marker >= 0 else 0
-        out.append(Encoded(ids, prompt_len, _key_span(prompt_text, offsets), tail_len))
+        out.append(Encoded(ids, prompt_len, key_span(prompt_text, offsets), tail_len))
     return out
 
 
-def _cut(ids: list[int], budget: int, tail_len: int) -> list[int]:
-    """Head+tail cut that keeps the last ``tail_len`` tokens whole when they fit."""
-    return truncate_middle(ids, budget, protect_tail=tail_len if tail_len <= budget else 0)[0]
+def encode_prompt(tokenizer, prompt) -> Encoded:
+    """The prompt alone (chat template with generation prompt, or text), with its key span and tail."""
+    special = not isinstance(prompt, list)
+    text = _render_prompt(tokenizer, prompt)
+    encoding = tokenizer(text, add_special_tokens=special, return_offsets_mapping=True)
+    ids, offsets = list(encoding["input_ids"]), encoding["offset_mapping"]
+    marker = text.rfind(CONTEXT_END)
+    tail_len = sum(1 for _, end in offsets if end > marker) if marker >= 0 else 0
+    return Encoded(ids, len(ids), key_span(text, offsets), tail_len)
+
+
+def _cut(ids: list[int], budget: int, tail_len: int, stats: FitStats) -> list[int]:
+    """Head+tail cut that keeps the last ``tail_len`` tokens whole when they fit (counted when not)."""
+    if tail_len > budget:
+        stats.tails_cut += 1
+        tail_len = 0
+    return truncate_middle(ids, budget, protect_tail=tail_len)[0]
 
 
 def fit_prompt(prompt: list[int], budget: int, enc: Encoded, stats: FitStats) -> list[int]:
@@ -135,10 +151,10 @@ def fit_prompt(prompt: list[int], budget: int, enc: Encoded, stats: FitStats) ->
                 keep_after, keep_before = len(after), room - len(after)
             stats.key_passages_kept += 1
             head = truncate_middle(before, keep_before)[0] if keep_before else []
-            tail = _cut(after, keep_after, min(enc.tail_len, len(after))) if keep_after else []
+            tail = _cut(after, keep_after, min(enc.tail_len, len(after)), stats) if keep_after else []
             return head + prompt[start:end] + tail
         stats.key_passages_cut += 1
-    return _cut(prompt, budget, enc.tail_len)
+    return _cut(prompt, budget, enc.tail_len, stats)
 
 
 def response_budget_error(where, field: str, response_len: int, max_length: int):
