@@ -248,3 +248,12 @@ def test_reward_model_slice_ranks_by_reward(tmp_path_factory):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_each_task_family_refuses_the_other_kind_of_local_checkpoint(tiny_model, tmp_path):
+    rm_dir = save_tiny_model(tmp_path / "rm", kind="seq-cls", hidden=32, layers=1)
+    with pytest.raises(InputError, match="is a causal LM .*--model hf-rm") as err:
+        load_dataset(data_dir="sample", longrm_judge="reward", pretrained=str(tiny_model))
+    assert err.value.field == "pretrained"
+    with pytest.raises(InputError, match="is a scalar reward model"):
+        load_dataset(data_dir="sample", longrm_judge="loglikelihood", pretrained=str(rm_dir))

@@ -85,21 +85,32 @@ def _slice_name(options: TaskOptions) -> str:
     return " ".join(p for p in parts if p) or "all"
 
 
-def _refuse_scalar_reward_model(judge: str, pretrained) -> None:
-    """Fail before any data is built when a judge task is given a sequence classifier.
+def _refuse_wrong_model_kind(judge: str, pretrained) -> None:
+    """Fail before any data is built when the checkpoint cannot do what the tasks ask.
 
-    Only local checkpoints are inspected (reading a hub config could reach the
-    network); `hf-rm` itself refuses generation requests for the rest.
+    Judge tasks need a causal LM; the ``_rm`` tasks need a sequence classifier
+    (a causal LM under ``--model hf`` would return log-likelihoods of the
+    request's JSON, meaningless numbers that still produce a score). Only local
+    checkpoints are inspected (reading a hub config could reach the network);
+    `hf-rm` itself refuses generation requests.
     """
-    if judge == "reward" or not isinstance(pretrained, str) or not (Path(pretrained) / "config.json").is_file():
+    if not isinstance(pretrained, str) or not (Path(pretrained) / "config.json").is_file():
         return
     try:
         archs = json.loads((Path(pretrained) / "config.json").read_text(encoding="utf-8")).get("architectures") or []
     except (OSError, ValueError):
         return
-    if archs and all(str(a).endswith("ForSequenceClassification") for a in archs):
+    if not archs:
+        return
+    scalar = all(str(a).endswith("ForSequenceClassification") for a in archs)
+    if judge != "reward" and scalar:
         raise InputError(f"{pretrained} is a scalar reward model ({archs[0]}): the {judge} judge tasks need a "
                          "causal LM; run scalar reward models with `--model hf-rm --tasks long_rewardbench_rm`",
+                         field="pretrained")
+    if judge == "reward" and all(str(a).endswith("ForCausalLM") for a in archs):
+        raise InputError(f"{pretrained} is a causal LM ({archs[0]}): the long_rewardbench_rm tasks score with a "
+                         "sequence-classification reward model under `--model hf-rm`; judge with a causal LM "
+                         "through `--tasks long_rewardbench` (generative) or `long_rewardbench_ll`",
                          field="pretrained")
 
 
@@ -110,7 +121,7 @@ def load_dataset(**kwargs):
     from longrm_tasks.data import select
 
     options = parse_options(kwargs)
-    _refuse_scalar_reward_model(options.judge, kwargs.get("pretrained"))
+    _refuse_wrong_model_kind(options.judge, kwargs.get("pretrained"))
     bench = _benchmark(_data_key(options.data_dir), options.revision)
     items = select(bench.items, configs=options.configs, tasktypes=options.tasktypes)
     if not items:
