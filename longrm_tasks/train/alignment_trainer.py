@@ -77,9 +77,9 @@ class AlignmentTrainer(Trainer):
             with self.accelerator.autocast():
                 return fn(unwrapped, prompt, responses, logit_chunk_size=self.args.logit_chunk_size)
 
-        if model is unwrapped:
-            return run()
-        # DDP/FSDP hooks fire in the wrapper's forward: route our computation through it
+        # DDP, FSDP and ZeRO-3 hooks fire in the wrapper's forward (with FSDP2 the model is its own
+        # wrapper: fully_shard hooks the root module), and the backbone is called below it: route our
+        # computation through that forward so parameters are gathered and gradients reduced.
         return _ForwardRedirection()(model, unwrapped, run)
 
     def _batch_loss(self, model, inputs, train_eval: str):

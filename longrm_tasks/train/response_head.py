@@ -34,6 +34,13 @@ class _BlockLogProb(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         hidden, weight, bias, targets, lse = ctx.saved_tensors
+        from trl.trainer.utils import maybe_gather_lm_head_ctx
+
+        with maybe_gather_lm_head_ctx(weight, bias):  # ZeRO-3 re-partitioned the head after the forward
+            return _BlockLogProb._backward(ctx, grad_out, hidden, weight, bias, targets, lse)
+
+    @staticmethod
+    def _backward(ctx, grad_out, hidden, weight, bias, targets, lse):
         logits = _logits(hidden, weight, bias, ctx.softcap, ctx.scale)
         # y = c * tanh(z / c)  =>  dy/dz = 1 - (y / c)^2, taken before the logits buffer is reused
         cap_slope = (logits / ctx.softcap).square_().neg_().add_(1) if ctx.softcap else None

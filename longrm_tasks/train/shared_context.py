@@ -39,10 +39,12 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from torch.distributed.tensor import DTensor
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from trl.trainer.utils import maybe_gather_lm_head_ctx
 
 from longrm_tasks.train.response_head import target_logps
 
@@ -136,9 +138,18 @@ def _response_logps(model, hidden: torch.Tensor, targets: torch.Tensor, chunk_si
         # the head's weight is read directly below, so an adapter on it would be silently ignored
         raise ValueError("adapters on the LM head are not supported; leave lm_head out of the PEFT target_modules")
     text_config = lm.config.get_text_config()
-    return target_logps(hidden, head.weight, head.bias, targets, block_rows=chunk_size,
-                        softcap=getattr(text_config, "final_logit_softcapping", None),
-                        scale=getattr(text_config, "logit_scale", None) or 1.0)
+    weight, bias = head.weight, head.bias
+    # The head's weight is used outside the head's forward, where distributed wrappers do not
+    # materialise it (TRL's fused heads do the same): FSDP2 keeps DTensor shards, gathered here once
+    # (the gather's backward reduce-scatters the gradient); ZeRO-3 keeps an empty placeholder,
+    # gathered for the forward here and again by `target_logps`' backward.
+    if isinstance(weight, DTensor):
+        weight = weight.full_tensor()
+        bias = bias.full_tensor() if bias is not None else None
+    with maybe_gather_lm_head_ctx(weight, bias):
+        return target_logps(hidden, weight, bias, targets, block_rows=chunk_size,
+                            softcap=getattr(text_config, "final_logit_softcapping", None),
+                            scale=getattr(text_config, "logit_scale", None) or 1.0)
 
 
 def _segment_sums(values: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
