@@ -3,9 +3,10 @@
 Every candidate of an item repeats the same long context. The reference
 evaluator runs one full forward pass per candidate; here the longest common
 token prefix of the candidates runs once (optionally in chunks, to bound peak
-memory), and each remainder — the answer and the chat template's closing
-tokens — attends to that prefix's KV cache. Only the hidden state of each
-candidate's pooled token goes through the classification head.
+memory) up to the last layer's keys/values, and each remainder — the answer
+and the chat template's closing tokens — attends to that prefix's KV cache.
+Only the hidden state of each candidate's pooled token goes through the
+classification head.
 
 ``share_prefix=False`` is the reference behaviour (one full forward per
 candidate), kept for comparison and as the fallback for models whose caches
@@ -260,6 +261,8 @@ class RewardScorer:
         # the prefix cache) behind a block mask: each sees the whole prefix and,
         # causally, only itself. Attention kernels that take no explicit mask get
         # one remainder per forward, where the cache offset alone makes it causal.
+        # With the split attention (SDPA models, CPU) the mask is built but only
+        # read by the fallback: the split gets the remainders' lengths instead.
         group = self.batch_size if self.model.config._attn_implementation in ("sdpa", "eager", IMPLEMENTATION) else 1
         scores = []
         for start in range(0, len(sequences), group):
