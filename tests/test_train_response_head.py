@@ -49,3 +49,17 @@ def test_bf16_inputs_give_bf16_gradients_close_to_fp32():
     reference(h32, weight, None, targets, None, 1.0).sum().backward()
     assert (out.float() - reference(hidden, weight, None, targets, None, 1.0)).abs().max() < 0.3
     assert (h16.grad.float() - h32.grad).abs().max() < 0.1 * h32.grad.abs().max()
+
+
+def test_autocast_with_bf16_hidden_and_fp32_head():
+    """Under autocast the forward's product runs in bf16; the backward (no autocast) must match dtypes itself."""
+    gen = torch.Generator().manual_seed(2)
+    hidden = torch.randn(5, 16, generator=gen).bfloat16().requires_grad_()
+    weight = torch.randn(40, 16, generator=gen).requires_grad_()
+    targets = torch.randint(40, (5,), generator=gen)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = target_logps(hidden, weight, None, targets)
+    out.sum().backward()
+    assert hidden.grad.dtype == torch.bfloat16 and weight.grad.dtype == torch.float32
+    expected = reference(hidden.detach().float(), weight.detach(), None, targets, None, 1.0)
+    assert (out - expected).abs().max() < 0.3

@@ -4,8 +4,8 @@ A preference step only needs ``log p(target)`` at the response positions. With
 a 150K vocabulary the logits of even a few thousand positions are gigabytes,
 so they are never kept: the forward computes one block of rows, keeps only
 its log-sum-exp, and the backward recomputes the block's logits and turns them
-into the logits gradient in place (three matrix products per block instead of
-two, and one ``rows x vocab`` buffer alive at a time).
+into the logits gradient in place (four matrix products per block instead of
+three, and one ``rows x vocab`` buffer alive at a time).
 
 On CUDA, TRL's ``ChunkedLogProbFunction`` (a Triton kernel) does this job and
 is used. On CPU that kernel falls back to per-vocabulary-tile torch ops and
@@ -22,13 +22,14 @@ class _BlockLogProb(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, softcap, scale):
-        logits = _logits(hidden, weight, bias, softcap, scale)
+        product = hidden @ weight.t()  # under autocast this runs in the autocast dtype
+        logits = _finish_logits(product, bias, softcap, scale)
         picked = logits.gather(-1, targets[:, None])[:, 0]
         # log-sum-exp in place: the block's logits are the only rows x vocab buffer
         top = logits.amax(-1)
         lse = logits.sub_(top[:, None]).exp_().sum(-1).log_().add_(top)
         ctx.save_for_backward(hidden, weight, bias, targets, lse)
-        ctx.softcap, ctx.scale = softcap, scale
+        ctx.softcap, ctx.scale, ctx.matmul_dtype = softcap, scale, product.dtype
         return picked - lse
 
     @staticmethod
@@ -41,7 +42,10 @@ class _BlockLogProb(torch.autograd.Function):
 
     @staticmethod
     def _backward(ctx, grad_out, hidden, weight, bias, targets, lse):
-        logits = _logits(hidden, weight, bias, ctx.softcap, ctx.scale)
+        # No autocast here: run the products in the forward's dtype explicitly.
+        dtype = ctx.matmul_dtype
+        h, w = hidden.to(dtype), weight.to(dtype)
+        logits = _finish_logits(h @ w.t(), bias, ctx.softcap, ctx.scale)
         # y = c * tanh(z / c)  =>  dy/dz = 1 - (y / c)^2, taken before the logits buffer is reused
         cap_slope = (logits / ctx.softcap).square_().neg_().add_(1) if ctx.softcap else None
         # d/dlogits of (logit[t] - lse) = onehot(t) - softmax, times the incoming gradient.
@@ -51,15 +55,18 @@ class _BlockLogProb(torch.autograd.Function):
             grad.mul_(cap_slope)
         if ctx.scale != 1.0:
             grad.mul_(ctx.scale)
-        grad = grad.to(hidden.dtype)
-        grad_hidden = grad @ weight if ctx.needs_input_grad[0] else None
-        grad_weight = grad.t() @ hidden if ctx.needs_input_grad[1] else None
-        grad_bias = grad.sum(0) if bias is not None and ctx.needs_input_grad[2] else None
+        grad_bias = grad.sum(0).to(bias.dtype) if bias is not None and ctx.needs_input_grad[2] else None
+        grad = grad.to(dtype)
+        grad_hidden = (grad @ w).to(hidden.dtype) if ctx.needs_input_grad[0] else None
+        grad_weight = (grad.t() @ h).to(weight.dtype) if ctx.needs_input_grad[1] else None
         return grad_hidden, grad_weight, grad_bias, None, None, None
 
 
-def _logits(hidden, weight, bias, softcap, scale) -> torch.Tensor:
-    logits = (hidden @ weight.t() if bias is None else torch.addmm(bias, hidden, weight.t())).float()
+def _finish_logits(product, bias, softcap, scale) -> torch.Tensor:
+    """fp32 logits from ``hidden @ weight.T``: bias, logit scale, soft-capping."""
+    logits = product.float()
+    if bias is not None:
+        logits.add_(bias)
     if scale != 1.0:
         logits.mul_(scale)
     if softcap:
