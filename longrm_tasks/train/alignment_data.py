@@ -169,7 +169,7 @@ def _tokenize_record(tokenizer, prompt, chosen: str, rejected: Sequence[str], *,
                          f"max_length={max_length}", **where, field="chosen/rejected")
     kept = fit_prompt(encoded.ids, budget, encoded, stats)
     stats.examples += 1
-    stats.longest_input = max(stats.longest_input, len(kept) + longest)
+    stats.longest_input = max(stats.longest_input, len(encoded.ids) + longest)  # before fitting, as in SFT
     return {"prompt_input_ids": kept, "chosen_input_ids": chosen_ids, "rejected_input_ids": rejected_ids,
             "prompt_length_original": len(encoded.ids)}
 

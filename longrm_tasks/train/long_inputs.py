@@ -37,16 +37,16 @@ class FitStats:
     key_passages_kept: int = 0
     key_passages_cut: int = 0
     tails_cut: int = 0  # the part after </context> did not fit whole and was cut too
-    longest_input: int = 0
+    longest_input: int = 0  # tokens, before fitting
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     def summary(self) -> str:
         return (f"{self.examples} examples, {self.truncated} truncated in the context "
-                f"({self.tokens_dropped} tokens dropped, longest input {self.longest_input}; key passages kept "
-                f"{self.key_passages_kept}, cut {self.key_passages_cut}; question/response tails cut "
-                f"{self.tails_cut}), 0 dropped")
+                f"({self.tokens_dropped} tokens dropped, longest input before the cut {self.longest_input}; "
+                f"key passages kept {self.key_passages_kept}, cut {self.key_passages_cut}; question/response "
+                f"tails cut {self.tails_cut}), 0 dropped")
 
 
 @dataclass
