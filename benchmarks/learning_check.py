@@ -5,9 +5,11 @@ preference task of `longrm_tasks.train.learning_check` (a fact hidden in a distr
 chosen answers agree with it, rejected ones contradict it) and prints ONE JSON line with the
 held-out pairwise accuracy before and after training, for the generative path (SFT -> alignment,
 ranked by length-normalised log-probability) and the discriminative path (Bradley-Terry reward
-model, ranked by scalar reward). Chance is 0.5.
+model, ranked by scalar reward). Chance is 0.5. Training contexts are 50-400 filler words, every
+held-out context 400 (about three times the test's), so the figure also says whether what was
+learnt on short contexts holds at the longest.
 
-    PYTHONPATH=. python benchmarks/learning_check.py [--context-words 200] [--paths generative,discriminative]
+    PYTHONPATH=. python benchmarks/learning_check.py [--context-words 400] [--min-context-words 50]
 """
 from __future__ import annotations
 
@@ -25,7 +27,12 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paths", default="generative,discriminative")
-    parser.add_argument("--context-words", type=int, default=200)
+    parser.add_argument("--context-words", type=int, default=400,
+                        help="filler words of every held-out context and of the longest training ones")
+    # Trained on 50-400 words, judged on 400: trained on 300 words only, the tiny model stayed on
+    # its plateau (generative 0.71, discriminative 0.89 with twice these epochs).
+    parser.add_argument("--min-context-words", type=int, default=50,
+                        help="draw training context lengths from [this, --context-words]; 0 = all full length")
     parser.add_argument("--train-items", type=int, default=2048)
     parser.add_argument("--heldout-items", type=int, default=200)
     parser.add_argument("--num-rejected", type=int, default=3, help="V wrong answers per item")
@@ -37,11 +44,14 @@ def main() -> None:
     args = parser.parse_args()
     logging.disable(logging.WARNING)
 
-    out = {"benchmark": "learning_check", "context_words": args.context_words, "train_items": args.train_items,
+    out = {"benchmark": "learning_check", "context_words": args.context_words,
+           "min_context_words": args.min_context_words or None, "train_items": args.train_items,
            "num_rejected": args.num_rejected, "layers": args.layers}
     for path in args.paths.split(","):
         settings = CheckSettings(path=path, train_items=args.train_items, heldout_items=args.heldout_items,
-                                 context_words=args.context_words, num_rejected=args.num_rejected,
+                                 context_words=args.context_words,
+                                 min_context_words=args.min_context_words or None,
+                                 num_rejected=args.num_rejected,
                                  epochs=args.sft_epochs if path == "generative" else args.reward_epochs,
                                  layers=args.layers, seed=args.seed)
         start = time.perf_counter()

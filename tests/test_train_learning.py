@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from longrm_tasks.train.learning_check import FACT, CheckSettings, make_items, run_check
+from longrm_tasks.train.learning_check import FACT, QUESTION, CheckSettings, make_items, run_check
 
 
 def test_items_hide_the_fact_and_reject_other_values():
@@ -15,6 +15,18 @@ def test_items_hide_the_fact_and_reject_other_values():
         assert all(FACT.format(value=r) not in context for r in item["rejected"])
     depths = {items[i]["messages"][0]["content"].index(" the answer is") for i in range(20)}
     assert len(depths) > 10  # the fact sits at varying depths
+
+
+def test_training_lengths_can_range_up_to_the_heldout_length():
+    def words(item):
+        fact_and_question = len(FACT.format(value=item["chosen"]).split()) + len(QUESTION.split())
+        return len(item["messages"][0]["content"].split()) - fact_and_question
+
+    ranged = make_items(200, context_words=60, min_context_words=10, num_rejected=1, rng=random.Random(2))
+    lengths = [words(item) for item in ranged]
+    assert min(lengths) >= 10 and max(lengths) <= 60 and len(set(lengths)) > 30
+    fixed = make_items(5, context_words=60, num_rejected=1, rng=random.Random(2))
+    assert {words(item) for item in fixed} == {60}
 
 
 @pytest.mark.parametrize("path", ["generative", "discriminative"])

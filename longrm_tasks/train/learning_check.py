@@ -35,7 +35,11 @@ class CheckSettings:
     path: str = "generative"  # or "discriminative"
     train_items: int = 1024
     heldout_items: int = 100
-    context_words: int = 100
+    context_words: int = 100  # held-out contexts, and the longest training contexts
+    # Training contexts are drawn between this and `context_words` (None: all `context_words`).
+    # Short contexts teach the lookup quickly; the held-out set then measures whether it holds at
+    # the full length — the paper's short-to-long idea in miniature.
+    min_context_words: int | None = None
     num_rejected: int = 1
     seed: int = 0
     epochs: float = 4.0
@@ -52,13 +56,16 @@ class CheckSettings:
     torch_threads: int = 1
 
 
-def make_items(n: int, *, context_words: int, num_rejected: int, rng: random.Random) -> list[dict]:
-    """Records in the LongRM Stage II format (``messages``, ``chosen``, ``rejected`` list)."""
+def make_items(n: int, *, context_words: int, num_rejected: int, rng: random.Random,
+               min_context_words: int | None = None) -> list[dict]:
+    """Records in the LongRM Stage II format (``messages``, ``chosen``, ``rejected`` list); contexts of
+    ``context_words`` filler words, or a uniform draw from [``min_context_words``, ``context_words``]."""
     items = []
     for _ in range(n):
         value, *wrong = rng.sample(VALUES, 1 + num_rejected)
-        words = [" " + rng.choice(FILLER) for _ in range(context_words)]
-        words.insert(rng.randrange(context_words + 1), FACT.format(value=value))
+        length = context_words if min_context_words is None else rng.randint(min_context_words, context_words)
+        words = [" " + rng.choice(FILLER) for _ in range(length)]
+        words.insert(rng.randrange(length + 1), FACT.format(value=value))
         items.append({"messages": [{"role": "user", "content": "".join(words) + QUESTION}],
                       "chosen": value, "rejected": wrong, "fact_value": value})
     return items
@@ -144,8 +151,8 @@ def _run_check(workdir: Path, settings: CheckSettings) -> dict:
 
     rng = random.Random(settings.seed)
     kw = {"context_words": settings.context_words, "num_rejected": settings.num_rejected, "rng": rng}
-    train = make_items(settings.train_items, **kw)
-    heldout = make_items(settings.heldout_items, **kw)
+    train = make_items(settings.train_items, min_context_words=settings.min_context_words, **kw)
+    heldout = make_items(settings.heldout_items, **kw)  # all at the full length
     train_file = write_jsonl(workdir / "train.jsonl", train)
     kind = "seq-cls" if settings.path == "discriminative" else "causal"
     base = save_tiny_model(workdir / "base-model", kind=kind, hidden=settings.hidden, layers=settings.layers,
@@ -160,4 +167,5 @@ def _run_check(workdir: Path, settings: CheckSettings) -> dict:
     after = pairwise_accuracy(final, heldout, settings.path)
     return {"path": settings.path, "heldout_pairs": sum(len(i["rejected"]) for i in heldout),
             "train_items": settings.train_items, "context_words": settings.context_words,
+            "min_context_words": settings.min_context_words,
             "accuracy_before": before, "accuracy_after": after}
