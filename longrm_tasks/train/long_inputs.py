@@ -101,10 +101,7 @@ def encode(tokenizer, prompt, responses: list) -> list[Encoded]:
                          return_offsets_mapping=True)
         ids = list(full["input_ids"])
         prompt_len = common_prefix_length(prompt_ids, ids)
-        offsets = full["offset_mapping"][:prompt_len]
-        marker = prompt_text.rfind(CONTEXT_END)
-        tail_len = sum(1 for _, end in offsets if end > marker) if marker >= 0 else 0
-        out.append(Encoded(ids, prompt_len, key_span(prompt_text, offsets), tail_len))
+        out.append(_encoded(ids, prompt_len, prompt_text, full["offset_mapping"][:prompt_len]))
     return out
 
 
@@ -113,10 +110,15 @@ def encode_prompt(tokenizer, prompt) -> Encoded:
     special = not isinstance(prompt, list)
     text = _render_prompt(tokenizer, prompt)
     encoding = tokenizer(text, add_special_tokens=special, return_offsets_mapping=True)
-    ids, offsets = list(encoding["input_ids"]), encoding["offset_mapping"]
-    marker = text.rfind(CONTEXT_END)
+    ids = list(encoding["input_ids"])
+    return _encoded(ids, len(ids), text, encoding["offset_mapping"])
+
+
+def _encoded(ids: list[int], prompt_len: int, prompt_text: str, offsets: list) -> Encoded:
+    """``Encoded`` with the key passage's token span and the protected tail, from the prompt tokens' offsets."""
+    marker = prompt_text.rfind(CONTEXT_END)
     tail_len = sum(1 for _, end in offsets if end > marker) if marker >= 0 else 0
-    return Encoded(ids, len(ids), key_span(text, offsets), tail_len)
+    return Encoded(ids, prompt_len, key_span(prompt_text, offsets), tail_len)
 
 
 def _cut(ids: list[int], budget: int, tail_len: int, stats: FitStats) -> list[int]:

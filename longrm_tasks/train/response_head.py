@@ -15,6 +15,7 @@ one thread: 6.1 s vs 3.0 s for forward + backward), which is why this exists.
 from __future__ import annotations
 
 import torch
+from trl.trainer.utils import maybe_gather_lm_head_ctx
 
 
 class _BlockLogProb(torch.autograd.Function):
@@ -35,8 +36,6 @@ class _BlockLogProb(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         hidden, weight, bias, targets, lse = ctx.saved_tensors
-        from trl.trainer.utils import maybe_gather_lm_head_ctx
-
         with maybe_gather_lm_head_ctx(weight, bias):  # ZeRO-3 re-partitioned the head after the forward
             return _BlockLogProb._backward(ctx, grad_out, hidden, weight, bias, targets, lse)
 
