@@ -44,7 +44,8 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
             yield lineno, obj
 
 
-def write_jsonl(path: str | os.PathLike, rows) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+def write_jsonl(path: str | os.PathLike, rows) -> int:
+    """Write ``rows`` one JSON object per line, atomically (see `longrm_tasks.atomic`)."""
+    from longrm_tasks.atomic import write_jsonl as _write
+
+    return _write(path, rows)

@@ -1,0 +1,88 @@
+"""Atomic output files: a reader sees the old file or the new one, never half of either.
+
+Every file the package writes goes through `atomic_write` (or one of its two
+shortcuts): the content is written to a temporary file in the destination's own
+folder (same file system, so the final ``os.replace`` is atomic), flushed and
+fsync'ed, then renamed over the destination. A kill, a full disk or a second
+writer racing this one therefore never leaves a 0-byte or half-written file
+where a good one was. `check_writable` lets a command refuse a bad output path
+*before* it does any work (validate before destroy).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterable, Iterator
+
+from longrm_tasks.errors import InputError
+
+
+def check_writable(path: str | os.PathLike, option: str | None = None) -> Path:
+    """Fail with one line naming ``option`` when ``path`` cannot become a file; return it as a Path.
+
+    Catches the usual mistakes up front: the path is a folder, its parent is a
+    file or does not exist, or the parent is not writable.
+    """
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise InputError("is a folder, expected a file path", path=str(target), field=option)
+    if not parent.exists():
+        raise InputError(f"folder {parent} does not exist", path=str(target), field=option)
+    if not parent.is_dir():
+        raise InputError(f"{parent} is a file, not a folder", path=str(target), field=option)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"folder {parent} is not writable", path=str(target), field=option)
+    return target
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
+    """Open a temporary sibling of ``path`` for writing; on success rename it over ``path``.
+
+    On any exception (including KeyboardInterrupt) the temporary file is removed
+    and ``path`` is left as it was.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write writes whole files: mode 'w' or 'wb', got {mode!r}")
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_write(path) as handle:
+        handle.write(text)
+
+
+def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2, **dumps_kwargs) -> None:
+    """Write ``obj`` as JSON (one trailing newline) to ``path`` atomically."""
+    write_text(path, json.dumps(obj, indent=indent, **dumps_kwargs) + "\n")
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> int:
+    """Write one JSON object per line to ``path`` atomically; returns the number of rows."""
+    count = 0
+    with atomic_write(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
