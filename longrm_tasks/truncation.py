@@ -33,11 +33,11 @@ class Cut:
 
 def paper_truncate(ids: Sequence[T]) -> tuple[list[T], Cut]:
     """Exactly the reference evaluator's rule (LCM-Lab/Long-RM, evaluate/.../prompt.py)."""
+    from longrm_tasks.fitting import paper_span  # the rule lives there; this is the ids view of it
+
     ids = list(ids)
-    if len(ids) < PAPER_LIMIT:
-        return ids, Cut(len(ids), 0)
-    kept = ids[:PAPER_HEAD] + ids[-PAPER_TAIL:]
-    return kept, Cut(len(ids), len(ids) - len(kept))
+    span = paper_span(len(ids))
+    return span.apply(ids), Cut(len(ids), span.dropped)
 
 
 def truncate_middle(ids: Sequence[T], max_length: int, *, protect_tail: int = 0,
