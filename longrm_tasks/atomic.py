@@ -20,16 +20,29 @@ from typing import IO, Any, Iterable, Iterator
 from longrm_tasks.errors import InputError
 
 
-def check_writable(path: str | os.PathLike, option: str | None = None) -> Path:
+def check_writable(path: str | os.PathLike, option: str | None = None, *, make_parents: bool = False) -> Path:
     """Fail with one line naming ``option`` when ``path`` cannot become a file; return it as a Path.
 
     Catches the usual mistakes up front: the path is a folder, its parent is a
-    file or does not exist, or the parent is not writable.
+    file or does not exist, or the parent is not writable. With ``make_parents``
+    missing parent folders are created (after checking that none of the path's
+    existing parts is a file), as ``mkdir -p`` would.
     """
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
         raise InputError("is a folder, expected a file path", path=str(target), field=option)
+    if not parent.exists() and make_parents:
+        existing = next(p for p in parent.parents if p.exists()) if parent.parents else Path(".")
+        if not existing.is_dir():
+            raise InputError(f"{existing} is a file, not a folder", path=str(target), field=option)
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise InputError(f"folder {existing} is not writable", path=str(target), field=option)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(f"cannot create folder {parent}: {err.strerror}", path=str(target),
+                             field=option) from None
     if not parent.exists():
         raise InputError(f"folder {parent} does not exist", path=str(target), field=option)
     if not parent.is_dir():

@@ -28,3 +28,31 @@ class InputError(ValueError):
             where = f"record {self.line}: "
         field = f"field '{self.field}': " if self.field else ""
         return f"{where}{field}{self.message}"
+
+
+def closest_name(key: str, known) -> str | None:
+    """The known name a mistyped ``key`` most likely meant (difflib), or None when nothing is close."""
+    import difflib
+
+    names = [str(k) for k in known]
+    match = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
+    if not match:  # case slips ("Data_Dir") are not always close enough for difflib's ratio
+        match = [n for n in names if n.lower() == str(key).lower()]
+    return match[0] if match else None
+
+
+def unknown_key_error(key: str, known, where: str | None = None, *, path: str | None = None,
+                      line: int | str | None = None) -> InputError:
+    """An `InputError` for an option/config key nobody reads, naming the closest known key.
+
+    ``where`` names the option or section the key was given in (``--metadata``,
+    ``--set``, ``defaults``); the caller raises the result::
+
+        if key not in KNOWN:
+            raise unknown_key_error(key, KNOWN, "--metadata")
+    """
+    known = sorted(str(k) for k in known)
+    guess = closest_name(key, known)
+    hint = f"did you mean '{guess}'? " if guess else ""
+    listing = ", ".join(known) if len(known) <= 20 else ", ".join(known[:20]) + ", ..."
+    return InputError(f"unknown key '{key}'; {hint}known keys: {listing}", path=path, line=line, field=where)

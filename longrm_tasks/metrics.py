@@ -35,6 +35,7 @@ class Judged:
     predicted: list[int] | None  # None = unparsed
     truncated_tokens: int = 0
     skipped: bool = False  # over-long and skipped by policy: counted, not scored
+    protocol: str | None = None  # the prompt protocol that produced the verdict (None: not recorded)
     score: float = field(init=False)
 
     def __post_init__(self):

@@ -1,37 +1,74 @@
-"""`longrm score`: re-score per-item predictions (ours or the reference evaluator's)."""
+"""`longrm score`: re-score per-item predictions (ours or the reference evaluator's).
+
+The output path is checked before any work and written atomically (the old
+file stays whole until the new one is complete). The JSON carries
+``provenance``: which prompt protocol produced the verdicts (from the rows;
+``unknown`` when they do not say) and the SHA-256 of every predictions file read.
+"""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from longrm_tasks.errors import InputError
 from longrm_tasks.verdicts import PARSERS
 
 HELP = "re-score per-item prediction files with the benchmark's metrics (and ours)"
+UNKNOWN_PROTOCOL = "unknown"
 
 
 def add_arguments(p) -> None:
     p.add_argument("--predictions", nargs="+", required=True, metavar="FILE",
                    help="JSONL prediction files or folders of them (e.g. the reference evaluator's {subset}.jsonl)")
-    p.add_argument("--json", metavar="OUT", help="write the metrics JSON here")
+    p.add_argument("--json", metavar="OUT", help="write the metrics JSON here (atomically)")
     p.add_argument("--parser", choices=PARSERS, default="reference",
                    help="verdict parser: the reference evaluator's rules (default) or the final verdict only")
     p.add_argument("--name", help="model name shown in the table and stored in the JSON")
     p.add_argument("--quiet", action="store_true", help="do not print the table")
 
 
-def score_files(paths, parser: str = "reference", name: str | None = None) -> dict:
-    from longrm_tasks.metrics import compute_metrics
-    from longrm_tasks.predictions import read_predictions
+def _protocol(rows) -> str:
+    """The one protocol the rows were produced under; mixing protocols in one score is an error."""
+    seen: dict[str, str] = {}
+    for r in rows:
+        label = r.protocol or UNKNOWN_PROTOCOL
+        seen.setdefault(label, r.item_id)
+    if len(seen) > 1:
+        listing = ", ".join(f"{label} (e.g. item {item})" for label, item in seen.items())
+        raise InputError(f"rows come from different prompt protocols: {listing}; score each protocol separately",
+                         field="protocol")
+    return next(iter(seen), UNKNOWN_PROTOCOL)
 
-    metrics = compute_metrics(read_predictions(paths, parser=parser), parser=parser)
-    return {"model": name or Path(str(paths[0])).stem, **metrics}
+
+def score_files(paths, parser: str = "reference", name: str | None = None) -> dict:
+    try:
+        from longrm_tasks.data.provenance import file_sha256
+    except ImportError:  # TEMPORARY until data/provenance.py lands (H2)
+        import hashlib
+
+        def file_sha256(p):
+            return hashlib.sha256(Path(p).read_bytes()).hexdigest()
+    from longrm_tasks.metrics import compute_metrics
+    from longrm_tasks.predictions import expand_paths, read_predictions
+
+    files = expand_paths(paths)
+    rows = list(read_predictions(files, parser=parser))
+    metrics = compute_metrics(rows, parser=parser)
+    provenance = {
+        "protocol": _protocol(rows),
+        "parser": parser,
+        "predictions": [{"path": str(f), "sha256": file_sha256(f)} for f in files],
+    }
+    return {"model": name or Path(str(paths[0])).stem, **metrics, "provenance": provenance}
 
 
 def run(args) -> int:
+    from longrm_tasks.atomic import check_writable, write_json
+
+    if args.json:  # validate before any work, and long before anything is replaced
+        check_writable(args.json, "--json", make_parents=True)
     result = score_files(args.predictions, args.parser, args.name)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, result)
     if not args.quiet:
         from longrm_tasks.report.layout import Run
         from longrm_tasks.report.table import print_report
