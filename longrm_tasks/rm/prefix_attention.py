@@ -39,6 +39,8 @@ def shared_prefix_attention(module, query, key, value, attention_mask, dropout: 
     remainders' lengths in packing order and ``attention_mask`` is their block
     mask, used whenever the split cannot run.
     """
+    if "longrm_layout" in kwargs:  # train/shared_context's packed layout: SDPA here would silently ignore it
+        raise RuntimeError(f"a shared-context training forward reached the RM scorer's attention {IMPLEMENTATION!r}")
     lengths = kwargs.pop(REMAINDERS_KWARG, None)
     if lengths is None or _CPU_FLASH is None or query.device.type != "cpu" or dropout or \
             kwargs.get("softcap") is not None or query.shape[0] != 1:

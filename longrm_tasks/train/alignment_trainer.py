@@ -10,6 +10,7 @@ Trainer and peft.
 """
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from typing import Any
 
@@ -20,9 +21,36 @@ from trl.trainer.utils import disable_dropout_in_model
 
 from .alignment_config import AlignmentConfig
 from .alignment_losses import multi_reject_loss
-from .shared_context import enable_shared_prefix_attention, shared_context_logps, unshared_logps
+from .shared_context import (enable_shared_prefix_attention, shared_context_logps, shared_context_support,
+                             unshared_logps)
+
+logger = logging.getLogger(__name__)
 
 COLUMNS = ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids")
+
+
+def unshared_notice(stage_name: str, reason: str) -> str:
+    return f"stage {stage_name!r}: shared context off ({reason}); it runs unshared, one forward per response"
+
+
+def shared_context_preflight(stage, base_model_path: str) -> str | None:
+    """The alignment stage's check before any stage trains (`runner.preflight`, stage table ``preflight``).
+
+    Where the model cannot share the context, turn ``share_context`` off in ``stage.args`` and say so in
+    one line (returned and logged as a warning). Every stage of a recipe trains the base model's
+    architecture, so its config decides.
+    """
+    if not stage.args.get("share_context", True):
+        return None
+    from transformers import AutoConfig
+
+    reason = shared_context_support(AutoConfig.from_pretrained(base_model_path))
+    if reason is None:
+        return None
+    stage.args["share_context"] = False
+    line = unshared_notice(stage.name, reason)
+    logger.warning(line)
+    return line
 
 
 def collate_alignment(features: list[dict[str, Any]]) -> dict[str, list]:
@@ -52,6 +80,10 @@ class AlignmentTrainer(Trainer):
             model = get_peft_model(model, peft_config)
         if args.disable_dropout:
             disable_dropout_in_model(model)
+        reason = shared_context_support(model.config) if args.share_context else None
+        if reason:  # the runner says so before Stage I; a direct user of the trainer hears it here
+            logger.warning(unshared_notice("alignment", reason))
+            args.share_context = False
         if args.share_context:
             enable_shared_prefix_attention(model)
         for name, dataset in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
