@@ -24,7 +24,7 @@ class Item:
     config: str
     id: str
     tasktype: str  # PairWise | BestOfN
-    subtype: str  # PairWise: "same" or a model-pair tag; BestOfN: "2" | "3" | "4"
+    subtype: str  # PairWise: "same", a model-pair tag, or "None" (null: Diff, as the reference); BestOfN: "2" | "3" | "4"
     length: str  # ctx_length_for_length bucket
     prompt_template: list[dict[str, str]]
     answers: list[str]
@@ -115,7 +115,9 @@ def validate_record(raw: Any, *, config: str, index: int, path: str | None = Non
         answers = [_require(raw, "chosen", where, str, "a string"),
                    _require(raw, "rejected", where, str, "a string")]
         models = [raw.get("chosen_model"), raw.get("rejected_model")]
-        subtype = "same" if raw.get("subtype") is None else str(raw["subtype"])
+        # As the reference evaluator: ``str(record.get("subtype"))``, so a null or missing subtype is
+        # "None", which is not "same" and therefore counts in Diff (LCM-Lab/Long-RM evaluator.py).
+        subtype = str(raw.get("subtype"))
     else:
         answers = _string_list(raw, "candidates", where)
         if len(answers) < 2:
@@ -124,7 +126,14 @@ def validate_record(raw: Any, *, config: str, index: int, path: str | None = Non
         if subtype != str(len(answers)):
             raise InputError(f"subtype {subtype!r} disagrees with {len(answers)} candidates",
                              field="subtype", **where)
-        models = raw.get("candidates_model") or [None] * len(answers)
+        models = raw.get("candidates_model")
+        if models is None or models == []:  # absent: the candidates' models are unknown
+            models = [None] * len(answers)
+        elif (not isinstance(models, list) or len(models) != len(answers)
+              or not all(m is None or isinstance(m, str) for m in models)):
+            got = type(models).__name__ if not isinstance(models, list) else f"{len(models)} entries"
+            raise InputError(f"expected a list of {len(answers)} model names (or null), got {got}",
+                             field="candidates_model", **where)
         scores = raw.get("candidates_score")
         if scores is not None:
             if (not isinstance(scores, list) or len(scores) != len(answers)
