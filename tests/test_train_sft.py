@@ -95,3 +95,83 @@ def test_response_longer_than_max_length_is_an_error_not_a_silent_cut(tmp_path):
     with pytest.raises(InputError, match="never cut") as err:
         tokenize_sft_file(path, TOK, max_length=20)
     assert err.value.field == "completion"
+
+
+def _gemma3_sft_trainer(tmp_path, **config):
+    """A tiny Gemma-3-style model (sliding/global layers, final-logit soft-capping) through our Stage I trainer."""
+    import torch
+    import transformers
+    from trl import SFTConfig
+
+    from longrm_tasks.train.sft import sft_trainer
+
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(transformers.Gemma3TextConfig(
+        vocab_size=len(TOK), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, sliding_window=8, final_logit_softcapping=4.0,
+        layer_types=["sliding_attention", "full_attention"], pad_token_id=TOK.pad_token_id,
+        eos_token_id=TOK.eos_token_id, bos_token_id=None, tie_word_embeddings=False))
+    model.save_pretrained(tmp_path / "m")
+    TOK.save_pretrained(tmp_path / "m")
+    data = write(tmp_path, [{"prompt": [{"role": "user", "content": "judge " + "a b " * n}],
+                             "completion": [{"role": "assistant", "content": "[Score: %d] fine" % n}]}
+                            for n in (30, 12, 21)])
+    args = SFTConfig(output_dir=str(tmp_path / "o"), max_length=96, bf16=False, use_cpu=True, report_to="none",
+                     per_device_train_batch_size=3, **config)
+    trainer, _ = sft_trainer(str(tmp_path / "m"), args, data)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    return trainer, batch
+
+
+def test_response_only_loss_equals_trl_and_full_logits_and_gradients_too(tmp_path):
+    import torch
+    from trl import SFTTrainer
+
+    trainer, batch = _gemma3_sft_trainer(tmp_path)
+    model = trainer.model
+    assert (batch["attention_mask"] == 0).any()  # rows of different lengths: padding is in the batch
+    params = [p for p in model.parameters() if p.requires_grad]
+    ours = trainer.compute_loss(model, dict(batch))
+    ours_grads = torch.autograd.grad(ours, params)
+    trl = SFTTrainer.compute_loss(trainer, model, dict(batch))  # TRL's own loss on the same batch
+    trl_grads = torch.autograd.grad(trl, params)
+    # the textbook: full-vocabulary logits and the model's own shifted cross-entropy
+    textbook = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+    torch.testing.assert_close(ours, trl, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours, textbook, rtol=1e-5, atol=1e-6)
+    for a, b in zip(ours_grads, trl_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_stage_one_never_builds_full_vocabulary_logits(tmp_path):
+    """Every tensor the forward and backward produce with a vocabulary-sized dimension has at most as many
+    rows as the batch has completion tokens (and the LM head module itself is never called)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    trainer, batch = _gemma3_sft_trainer(tmp_path)
+    trainer.logit_block_rows = 8  # several blocks
+    vocab = len(TOK)
+    completion_tokens = int((batch["labels"][:, 1:] != -100).sum())
+    assert batch["input_ids"].numel() > 2 * completion_tokens  # long prompts: a full head would be much bigger
+
+    head_storage = trainer.model.lm_head.weight.untyped_storage().data_ptr()
+
+    class VocabSized(TorchDispatchMode):
+        rows = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in (out if isinstance(out, (tuple, list)) else [out]):
+                # views of the head's own weight (its transpose is hidden x vocab) are not logits
+                if isinstance(t, torch.Tensor) and t.dim() >= 2 and t.shape[-1] == vocab and \
+                        t.untyped_storage().data_ptr() != head_storage:
+                    self.rows.append(t.numel() // vocab)
+            return out
+
+    calls = []
+    trainer.model.lm_head.register_forward_hook(lambda *a: calls.append(1))
+    with VocabSized() as mode:
+        trainer.compute_loss(trainer.model, dict(batch)).backward()
+    assert mode.rows and max(mode.rows) <= 8  # one block of completion rows at a time
+    assert not calls

@@ -15,6 +15,7 @@ one thread: 6.1 s vs 3.0 s for forward + backward), which is why this exists.
 from __future__ import annotations
 
 import torch
+from torch.distributed.tensor import DTensor
 from trl.trainer.utils import maybe_gather_lm_head_ctx
 
 
@@ -88,3 +89,35 @@ def target_logps(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
                                       softcap, scale)
                   for s in range(0, hidden.shape[0], block_rows)]
     return torch.cat(pieces)
+
+
+def causal_lm(model):
+    """The ``*ForCausalLM`` inside a PEFT wrapper (LoRA layers are injected in place, so they still run)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def lm_head_logps(model, hidden: torch.Tensor, targets: torch.Tensor, block_rows: int = 1024) -> torch.Tensor:
+    """Per-row log p(target) of ``model``'s LM head over ``hidden`` (N x H), ``block_rows`` rows at a time.
+
+    Only the given rows ever meet the head: callers pass the positions whose next token is trained
+    (responses, completions), so no ``tokens x vocabulary`` tensor is built for the context. The model's
+    final-logit soft-capping and logit scale are applied as its own head does.
+    """
+    lm = causal_lm(model)
+    head = lm.get_output_embeddings()
+    if hasattr(head, "base_layer"):
+        # the head's weight is read directly below, so an adapter on it would be silently ignored
+        raise ValueError("adapters on the LM head are not supported; leave lm_head out of the PEFT target_modules")
+    text_config = lm.config.get_text_config()
+    weight, bias = head.weight, head.bias
+    # The head's weight is used outside the head's forward, where distributed wrappers do not
+    # materialise it (TRL's fused heads do the same): FSDP2 keeps DTensor shards, gathered here once
+    # (the gather's backward reduce-scatters the gradient); ZeRO-3 keeps an empty placeholder,
+    # gathered for the forward here and again by `target_logps`' backward.
+    if isinstance(weight, DTensor):
+        weight = weight.full_tensor()
+        bias = bias.full_tensor() if bias is not None else None
+    with maybe_gather_lm_head_ctx(weight, bias):
+        return target_logps(hidden.to(weight.device), weight, bias, targets.to(weight.device), block_rows=block_rows,
+                            softcap=getattr(text_config, "final_logit_softcapping", None),
+                            scale=getattr(text_config, "logit_scale", None) or 1.0)

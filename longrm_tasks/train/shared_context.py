@@ -54,14 +54,13 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch.distributed.tensor import DTensor
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from trl.trainer.utils import maybe_gather_lm_head_ctx
 
-from longrm_tasks.train.response_head import target_logps
+from longrm_tasks.train.response_head import causal_lm as _causal_lm
+from longrm_tasks.train.response_head import lm_head_logps as _response_logps
 
 # Distinct from the RM scorer's "longrm_shared_prefix_sdpa" (rm/prefix_attention.py), and compared exactly:
 # a model switched to one path's attention is refused by the other.
@@ -274,33 +273,6 @@ def enable_shared_prefix_attention(model) -> str:
     _REGISTERED.add(name)
     model.set_attn_implementation(name)
     return name
-
-
-def _causal_lm(model):
-    """The ``*ForCausalLM`` inside a PEFT wrapper (LoRA layers are injected in place, so they still run)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def _response_logps(model, hidden: torch.Tensor, targets: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    """Per-token log p(target) of ``lm_head(hidden)``, ``chunk_size`` positions at a time, no full logits kept."""
-    lm = _causal_lm(model)
-    head = lm.get_output_embeddings()
-    if hasattr(head, "base_layer"):
-        # the head's weight is read directly below, so an adapter on it would be silently ignored
-        raise ValueError("adapters on the LM head are not supported; leave lm_head out of the PEFT target_modules")
-    text_config = lm.config.get_text_config()
-    weight, bias = head.weight, head.bias
-    # The head's weight is used outside the head's forward, where distributed wrappers do not
-    # materialise it (TRL's fused heads do the same): FSDP2 keeps DTensor shards, gathered here once
-    # (the gather's backward reduce-scatters the gradient); ZeRO-3 keeps an empty placeholder,
-    # gathered for the forward here and again by `target_logps`' backward.
-    if isinstance(weight, DTensor):
-        weight = weight.full_tensor()
-        bias = bias.full_tensor() if bias is not None else None
-    with maybe_gather_lm_head_ctx(weight, bias):
-        return target_logps(hidden, weight, bias, targets, block_rows=chunk_size,
-                            softcap=getattr(text_config, "final_logit_softcapping", None),
-                            scale=getattr(text_config, "logit_scale", None) or 1.0)
 
 
 def _segment_sums(values: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
