@@ -8,12 +8,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("lm_eval")
 
+import lm_eval.api.registry  # noqa: E402
 from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.api.registry import get_model  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
+from longrm_tasks.adapters.lm_eval_plugin import register_models  # noqa: E402
 from longrm_tasks.adapters.lm_eval_rm import HFRewardModel, group_requests  # noqa: E402
 from longrm_tasks.adapters.rm_requests import encode_rm_context  # noqa: E402
+from longrm_tasks.errors import InputError  # noqa: E402
 from longrm_tasks.testing import save_tiny_model  # noqa: E402
 
 CONTEXT = "A long document about foxes and dogs. " * 40
@@ -57,6 +60,7 @@ def _reference_scores(path, requests):
 @pytest.mark.parametrize("share_prefix", ["true", "false"])
 def test_scores_match_a_plain_forward_per_candidate(rm_path, share_prefix, capsys):
     requests = _requests()
+    register_models(lm_eval.api.registry)  # what the start-up hook / `longrm eval` do (no-op when done)
     lm = get_model("hf-rm").create_from_arg_string(
         f"pretrained={rm_path},dtype=float32,batch_size=2,share_prefix={share_prefix}",
         {"batch_size": 1, "max_batch_size": None, "device": "cuda:0"})  # what lm-eval's CLI passes
@@ -115,6 +119,8 @@ def test_chat_template_leaves_our_requests_alone(rm_path):
     assert lm.tokenizer_name == str(rm_path).replace("/", "__")
 
 
-def test_unknown_model_args_are_rejected(rm_path):
-    with pytest.raises(ValueError, match="unknown model args"):
+def test_unknown_model_args_are_rejected_with_the_closest_name(rm_path):
+    with pytest.raises(InputError, match="unknown hf-rm model arg 'temperature'"):
         HFRewardModel(pretrained=str(rm_path), device="cpu", temperature=0.5)
+    with pytest.raises(InputError, match="'share_prefx' \\(did you mean 'share_prefix'"):
+        HFRewardModel(pretrained=str(rm_path), device="cpu", share_prefx=False)

@@ -19,8 +19,11 @@ import importlib.util
 import inspect
 from pathlib import Path
 
-MODEL_NAME = "hf-rm"
-MODEL_TARGET = "longrm_tasks.adapters.lm_eval_rm:HFRewardModel"
+# `--model` name -> "module:Class"; pyproject.toml's `lm_eval.models` entry points say the same.
+MODEL_TARGETS = {
+    "hf-rm": "longrm_tasks.adapters.lm_eval_rm:HFRewardModel",
+    "vllm-rm": "longrm_tasks.adapters.lm_eval_vllm_rm:VLLMRewardModel",
+}
 
 
 def _find_task_dir() -> Path:
@@ -115,7 +118,7 @@ def patch_task_manager(manager_module) -> None:
 
 
 def register_models(registry_module) -> None:
-    """Register ``hf-rm`` lazily (a "module:Class" placeholder: nothing heavy is imported now)."""
+    """Register ``hf-rm`` and ``vllm-rm`` lazily ("module:Class" placeholders: nothing heavy is imported now)."""
     if lm_eval_reads_model_entry_points():
         return
     # lm-eval fills its model registry from lm_eval.models only while the registry
@@ -123,8 +126,9 @@ def register_models(registry_module) -> None:
     import lm_eval.models  # noqa: F401
 
     registry = registry_module.model_registry
-    if MODEL_NAME not in registry:
-        registry.register(MODEL_NAME, target=MODEL_TARGET)
+    for name, target in MODEL_TARGETS.items():
+        if name not in registry:
+            registry.register(name, target=target)
 
 
 def activate() -> None:

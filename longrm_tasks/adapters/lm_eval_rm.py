@@ -10,68 +10,80 @@ shared context once), and each request gets ``(reward, False)`` back.
 Candidates of an item that could not be scored (too long under
 ``truncation=skip``) get ``nan``: the task counts them as skipped.
 
+Scale-out follows lm-eval's own ``hf`` model:
+
+- data parallel: under ``accelerate launch`` or ``torchrun`` each process holds
+  one copy of the model on its own device (GPU ``LOCAL_RANK``, or the CPU with
+  gloo) and exposes ``rank``/``world_size``. lm-eval's evaluator then builds
+  only this rank's documents (``build_all_requests(rank=, world_size=)``), so
+  every candidate of an item lands on one rank, and it gathers the per-document
+  metrics on rank 0 (``gather_object``), so the metrics equal a single process.
+- model parallel: ``parallelize=True`` (``device_map="auto"``, with
+  ``max_memory_per_gpu``/``max_cpu_memory``/``offload_folder``) or an explicit
+  ``device_map`` spreads one model over several GPUs; combined with
+  ``accelerate launch`` each process takes its share of the GPUs.
+
 Generation and plain-text requests fail at once: a scalar reward model cannot
 judge in words, and the message names the task group that fits it.
 
     lm_eval --model hf-rm --model_args pretrained=Skywork/Skywork-Reward-V2-Llama-3.1-8B,max_length=131072 \\
         --tasks long_rewardbench_rm
+    accelerate launch --multi_gpu --num_processes 8 -m lm_eval --model hf-rm --model_args pretrained=... \\
+        --tasks long_rewardbench_rm
+
+Registration: this module registers nothing itself. lm-eval finds ``hf-rm``
+through the ``lm_eval.models`` entry point or, until lm-eval reads those, the
+lazy placeholder `longrm_tasks.adapters.lm_eval_plugin.register_models` adds;
+both point at the same ``MODEL_TARGETS`` entry.
 """
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
+import os
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
-# Importing lm_eval.models registers lm-eval's own models; registering ours into
-# an empty registry first would make them vanish (lm_eval/api/registry.py, get_model).
-import lm_eval.models  # noqa: F401
 from lm_eval.api.model import LM
-from lm_eval.api.registry import register_model
 
 from longrm_tasks.adapters.rm_requests import decode_rm_context
+from longrm_tasks.errors import InputError
 from longrm_tasks.rm.formatting import ScoringItem
 
 RM_GROUP = "long_rewardbench_rm"
-WRONG_TASK = (f"hf-rm is a scalar reward model: it scores the chats of the {RM_GROUP} tasks (e.g. "
+WRONG_TASK = (f"{{model}} is a scalar reward model: it scores the chats of the {RM_GROUP} tasks (e.g. "
               f"--tasks {RM_GROUP}) and cannot {{what}}. Use --model hf (or vllm, local-chat-completions) "
               f"for the generative long_rewardbench and long_rewardbench_ll groups.")
 
 
-@register_model("hf-rm")
-class HFRewardModel(LM):
-    """lm-eval model wrapping a sequence-classification reward model through `RewardScorer`.
+def check_model_args(cls, given: dict[str, Any], model: str) -> None:
+    """Refuse unknown ``--model_args`` keys with the closest known name (a typo must not be ignored)."""
+    known = [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "unused")]
+    for key in sorted(given):
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise InputError(f"unknown {model} model arg {key!r} ({hint}known: {', '.join(known)})", field="model_args")
 
-    Model args: ``pretrained`` (path or hub id), ``tokenizer`` (defaults to
-    ``pretrained``), ``dtype`` (``auto``: bf16 on GPU, fp32 on CPU),
-    ``device``, ``batch_size`` (candidates per forward pass), ``max_length``
-    (default: the model's positional limit), ``truncation`` (``middle`` keeps
-    the head and tail of the context and every answer; ``paper``; ``skip``),
-    ``share_prefix`` (encode an item's shared context once; ``false`` = one full
-    forward per candidate, the reference behaviour), ``prefill_chunk_size``.
+
+class RewardModelLM(LM):
+    """lm-eval plumbing shared by ``hf-rm`` and ``vllm-rm``: requests -> items -> scorer -> ``(reward, False)``.
+
+    Subclasses set ``self.scorer`` (anything with ``score(items) -> list[ItemScore]``
+    and ``tokenizer``) and, when they run data parallel, ``_rank``/``_world_size``.
+    The collectives lm-eval's evaluator calls go through ``torch.distributed``
+    (``_group``: the process group to use, None = the default one).
     """
 
-    def __init__(self, pretrained: str, tokenizer: str | None = None, dtype: str | None = "auto",
-                 device: str | None = None, batch_size: int | str | None = 4, max_length: int | None = None,
-                 truncation: str = "middle", share_prefix: bool = True, prefill_chunk_size: int | None = None,
-                 max_batch_size: int | None = None, progress: bool = True, **unused: Any):
+    MODEL_NAME = "reward model"
+
+    def __init__(self):
         super().__init__()
-        import torch
-        from transformers import AutoTokenizer
-
-        from longrm_tasks.rm.prefix_scorer import RewardScorer
-
-        if unused:
-            raise ValueError(f"hf-rm: unknown model args {sorted(unused)}")
-        device = _usable_device(device, torch)
-        self._device = torch.device(device)
-        tok = AutoTokenizer.from_pretrained(tokenizer or pretrained)
-        self.scorer = RewardScorer.from_pretrained(
-            pretrained, dtype=dtype, device=device, tokenizer=tok, max_length=max_length,
-            share_prefix=bool(share_prefix), batch_size=_batch_size(batch_size, max_batch_size),
-            prefill_chunk_size=prefill_chunk_size, truncation=truncation, progress=bool(progress))
-        self.pretrained = pretrained
         self.item_scores = []  # every ItemScore of this run, for the token accounting
+        self._group = None
+        self._device = "cpu"  # where the evaluator puts its rank-count tensor; subclasses set their own
 
     # lm-eval passes --batch_size/--device as `additional_config`; the same keys in
     # --model_args are more specific and win instead of clashing as duplicate kwargs.
@@ -89,7 +101,7 @@ class HFRewardModel(LM):
     # -- requests ------------------------------------------------------------
 
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        items, slots = group_requests([req.args for req in requests])
+        items, slots = group_requests([req.args for req in requests], self.MODEL_NAME)
         results = self.scorer.score(items)
         self.item_scores += results
         out: list[tuple[float, bool]] = []
@@ -98,14 +110,17 @@ class HFRewardModel(LM):
             answer = (math.nan if result.skipped else result.scores[candidate_index], False)
             self.cache_hook.add_partial("loglikelihood", request.args, answer)
             out.append(answer)
-        print_token_summary(self.item_scores)
+        print_token_summary(self.item_scores, self._summary_name())
         return out
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
-        raise ValueError(WRONG_TASK.format(what="compute perplexities"))
+        raise InputError(WRONG_TASK.format(model=self.MODEL_NAME, what="compute perplexities"))
 
     def generate_until(self, requests, disable_tqdm: bool = False):
-        raise ValueError(WRONG_TASK.format(what="generate text"))
+        raise InputError(WRONG_TASK.format(model=self.MODEL_NAME, what="generate text"))
+
+    def _summary_name(self) -> str:
+        return self.MODEL_NAME if self.world_size == 1 else f"{self.MODEL_NAME}[rank {self.rank}/{self.world_size}]"
 
     # -- chat templates (--apply_chat_template) ------------------------------
 
@@ -124,12 +139,129 @@ class HFRewardModel(LM):
         return self.scorer.tokenizer.apply_chat_template(chat_history, tokenize=False,
                                                          add_generation_prompt=add_generation_prompt)
 
+    # -- collectives the evaluator uses when world_size > 1 --------------------
 
-def group_requests(args: Sequence[tuple[str, str]]) -> tuple[list[ScoringItem], list[tuple[int, int]]]:
+    def _collective_device(self):
+        import torch
+        import torch.distributed as dist
+
+        # gloo groups (CPU runs, vLLM's cpu_group) move CPU tensors only.
+        return torch.device("cpu") if dist.get_backend(self._group) == "gloo" else self.device
+
+    def all_gather(self, tensor):
+        if self.world_size <= 1:
+            return tensor
+        import torch
+        import torch.distributed as dist
+
+        local = tensor.reshape(1) if tensor.dim() == 0 else tensor
+        local = local.to(self._collective_device())
+        parts = [torch.empty_like(local) for _ in range(self.world_size)]
+        dist.all_gather(parts, local, group=self._group)
+        return torch.cat(parts)
+
+    def gather_object(self, obj, dst: int = 0):
+        if self.world_size <= 1:
+            return [obj]
+        import torch.distributed as dist
+
+        result = [None] * self.world_size if self.rank == dst else None
+        dist.gather_object(obj, result, dst=dst, group=self._group)
+        return result
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier(group=self._group)
+
+
+class HFRewardModel(RewardModelLM):
+    """lm-eval model wrapping a sequence-classification reward model through `RewardScorer`.
+
+    Model args: ``pretrained`` (path or hub id), ``tokenizer`` (defaults to
+    ``pretrained``), ``dtype`` (``auto``: bf16 on GPU, fp32 on CPU),
+    ``device``, ``batch_size`` (candidates per forward pass), ``max_length``
+    (default: the model's positional limit), ``truncation`` (``middle`` keeps
+    the head and tail of the context and every answer; ``paper``; ``skip``),
+    ``share_prefix`` (encode an item's shared context once; ``false`` = one full
+    forward per candidate, the reference behaviour), ``prefill_chunk_size``,
+    ``parallelize`` / ``device_map`` / ``max_memory_per_gpu`` /
+    ``max_cpu_memory`` / ``offload_folder`` (one model over several devices, as
+    lm-eval's ``hf``), ``trust_remote_code``.
+    """
+
+    MODEL_NAME = "hf-rm"
+
+    def __init__(self, pretrained: str, tokenizer: str | None = None, dtype: str | None = "auto",
+                 device: str | None = None, batch_size: int | str | None = 4, max_length: int | None = None,
+                 truncation: str = "middle", share_prefix: bool = True, prefill_chunk_size: int | None = None,
+                 max_batch_size: int | None = None, progress: bool = True, parallelize: bool = False,
+                 device_map: str | None = None, max_memory_per_gpu: int | str | None = None,
+                 max_cpu_memory: int | str | None = None, offload_folder: str | None = "./offload",
+                 trust_remote_code: bool = False, **unused: Any):
+        super().__init__()
+        import torch
+        from transformers import AutoTokenizer
+
+        from longrm_tasks.rm.prefix_scorer import RewardScorer
+
+        check_model_args(type(self), unused, self.MODEL_NAME)
+        device = _usable_device(device, torch)
+        accelerator = _data_parallel_accelerator(device, torch)
+        if accelerator is not None:
+            # One model copy per process on its own device; lm-eval shards the documents by rank.
+            self.accelerator = accelerator
+            self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
+            device = str(accelerator.device)
+        parallel = model_parallel_args(
+            parallelize=_flag(parallelize), device_map=device_map, max_memory_per_gpu=max_memory_per_gpu,
+            max_cpu_memory=max_cpu_memory, offload_folder=offload_folder,
+            gpus=torch.cuda.device_count() if torch.cuda.is_available() else 0,
+            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+            local_processes=int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if accelerator is not None else 1)
+        tok = AutoTokenizer.from_pretrained(tokenizer or pretrained, trust_remote_code=_flag(trust_remote_code))
+        self.scorer = RewardScorer.from_pretrained(
+            pretrained, dtype=dtype, device=device, tokenizer=tok, max_length=max_length,
+            share_prefix=_flag(share_prefix), batch_size=_batch_size(batch_size, max_batch_size),
+            prefill_chunk_size=prefill_chunk_size, truncation=truncation, progress=_flag(progress),
+            trust_remote_code=_flag(trust_remote_code), **parallel)
+        self._device = self.scorer.device
+        self.pretrained = pretrained
+
+
+def model_parallel_args(*, parallelize: bool, device_map: str | dict | None, max_memory_per_gpu, max_cpu_memory,
+                        offload_folder: str | None, gpus: int, local_rank: int, local_processes: int) -> dict:
+    """``from_pretrained`` keyword arguments that spread one model over devices (empty: one device).
+
+    As lm-eval's ``hf`` model: ``parallelize=True`` means ``device_map="auto"``
+    over the GPUs this process may use — all of them, or under a multi-process
+    launch every ``local_processes``-th GPU starting at ``local_rank`` — each
+    capped at ``max_memory_per_gpu`` when given, with ``max_cpu_memory`` for
+    layers that spill to the CPU.
+    """
+    if not parallelize and device_map is None:
+        return {}
+    mine = [g for g in range(gpus) if g % local_processes == local_rank % local_processes]
+    max_memory: dict | None = None
+    if mine and (max_memory_per_gpu is not None or local_processes > 1):
+        from accelerate.utils import get_max_memory
+
+        available = get_max_memory() if max_memory_per_gpu is None else {}
+        max_memory = {g: max_memory_per_gpu if max_memory_per_gpu is not None else available[g] for g in mine}
+    if max_cpu_memory is not None:
+        max_memory = {**(max_memory or {}), "cpu": max_cpu_memory}
+    return {"device_map": device_map or "auto", "max_memory": max_memory, "offload_folder": offload_folder}
+
+
+def group_requests(args: Sequence[tuple[str, str]], model: str = "hf-rm") \
+        -> tuple[list[ScoringItem], list[tuple[int, int]]]:
     """One `ScoringItem` per distinct context, and for each request its (item, candidate) slot.
 
     Requests of the same item share a context string, so grouping on it lets the
     scorer see all candidates of an item together (and encode their prefix once).
+    lm-eval pads a data-parallel rank's requests with copies of its last one; a
+    copy joins its own item as a repeated candidate, which the scorer runs once.
     """
     index_of: dict[str, int] = {}  # context -> item index
     decoded_items: list[dict] = []
@@ -140,7 +272,7 @@ def group_requests(args: Sequence[tuple[str, str]]) -> tuple[list[ScoringItem], 
         if index is None:
             decoded = decode_rm_context(context)
             if decoded is None:
-                raise ValueError(WRONG_TASK.format(what="score a plain-text prompt"))
+                raise InputError(WRONG_TASK.format(model=model, what="score a plain-text prompt"))
             index = index_of[context] = len(decoded_items)
             decoded_items.append(decoded)
             candidates.append([])
@@ -150,15 +282,30 @@ def group_requests(args: Sequence[tuple[str, str]]) -> tuple[list[ScoringItem], 
     return items, slots
 
 
-def print_token_summary(results) -> None:
-    """One line on stderr: what the run cost and what over-long handling did (never silent)."""
+def print_token_summary(results, name: str = "hf-rm") -> None:
+    """One line on stderr per process: what its share of the run cost and what over-long handling did."""
     from longrm_tasks.rm.prefix_scorer import token_summary
 
     s = token_summary(results)
-    print(f"hf-rm: {s['items']} items scored; tokens processed / unique = {s['tokens_ratio']:.3f} "
+    passes = "" if s["forward_passes"] is None else f"; {s['forward_passes']} forward passes"
+    print(f"{name}: {s['items']} items scored; tokens processed / unique = {s['tokens_ratio']:.3f} "
           f"({s['tokens_processed']} / {s['unique_tokens']}, {s['padding_tokens']} padding); "
           f"truncated {s['truncated']} items ({s['dropped_tokens']} tokens dropped); "
-          f"skipped {s['skipped']} items", file=sys.stderr)
+          f"skipped {s['skipped']} items{passes}", file=sys.stderr)
+
+
+def _data_parallel_accelerator(device: str, torch):
+    """An ``Accelerator`` when launched as several processes (accelerate launch / torchrun), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
+
+    # cpu=True picks gloo and the CPU (accelerate would otherwise stay single-process without a GPU).
+    on_cpu = torch.device(device).type == "cpu" or not torch.cuda.is_available()
+    # A long timeout as lm-eval's hf model: ranks wait for each other's share of long items.
+    accelerator = Accelerator(cpu=on_cpu, kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(weeks=52))])
+    return accelerator if accelerator.num_processes > 1 else None
 
 
 def _usable_device(device: str | None, torch) -> str:
@@ -166,6 +313,13 @@ def _usable_device(device: str | None, torch) -> str:
     if device is None or (str(device).startswith("cuda") and not torch.cuda.is_available()):
         return "cuda" if torch.cuda.is_available() else "cpu"
     return str(device)
+
+
+def _flag(value) -> bool:
+    """lm-eval parses ``key=true`` into a bool, but a value can still arrive as a string."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 def _batch_size(batch_size: int | str | None, max_batch_size: int | None) -> int:

@@ -24,6 +24,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
+from longrm_tasks.errors import InputError
+from longrm_tasks.rm.checkpoint import JUDGE_GROUPS
 from longrm_tasks.rm.formatting import FormattedItem, ScoringItem, common_prefix_length, format_item
 from longrm_tasks.rm.prefix_attention import IMPLEMENTATION, REMAINDERS_KWARG, use_shared_prefix_attention
 
@@ -47,6 +49,7 @@ class ItemScore:
     padding_tokens: int = 0  # pad slots run alongside real tokens (unshared batches only)
     shared_prefix_tokens: int = 0  # length of the prefix that ran once (0 = no sharing)
     id: str | None = None
+    forward_passes: int | None = None  # model calls this item cost (None: the backend does not say)
 
 
 def token_ratio(results: Iterable[ItemScore]) -> float:
@@ -71,6 +74,9 @@ def token_summary(results: Sequence[ItemScore]) -> dict[str, Any]:
         "unique_tokens": sum(r.unique_tokens for r in scored),
         "padding_tokens": sum(r.padding_tokens for r in scored),
         "tokens_ratio": token_ratio(scored),
+        # Only backends that count their model calls contribute (vLLM schedules its own batches).
+        "forward_passes": (None if all(r.forward_passes is None for r in results)
+                           else sum(r.forward_passes or 0 for r in results)),
     }
 
 
@@ -165,7 +171,8 @@ class RewardScorer:
         if prefill_chunk_size is not None and prefill_chunk_size < 1:
             raise ValueError(f"prefill_chunk_size must be >= 1, got {prefill_chunk_size}")
         if getattr(model.config, "num_labels", 1) != 1:
-            raise ValueError(f"a scalar reward model has one output, this one has {model.config.num_labels}")
+            raise InputError(f"a scalar reward model has one output, this one has {model.config.num_labels}: "
+                             f"judge with a causal LM through {JUDGE_GROUPS}", field="pretrained")
         self.model = model.eval()
         self.tokenizer = tokenizer
         # None = the model's positional limit, so over-long inputs are never scored silently.
@@ -174,6 +181,7 @@ class RewardScorer:
         self.prefill_chunk_size = prefill_chunk_size
         self.truncation = truncation
         self.progress = progress
+        self.forward_passes = 0  # model calls so far (what a data-parallel run splits between ranks)
         self.base = getattr(model, model.base_model_prefix)
         self.head = find_score_head(model)
         self.pad_token_id = model.config.get_text_config().pad_token_id
@@ -190,22 +198,45 @@ class RewardScorer:
 
     @classmethod
     def from_pretrained(cls, path: str, *, dtype: str | torch.dtype | None = None, device: str | None = None,
-                        tokenizer=None, **kwargs) -> "RewardScorer":
-        """Load a reward model and its tokenizer; bf16 on GPU and fp32 on CPU unless ``dtype`` says otherwise."""
+                        tokenizer=None, device_map: str | dict | None = None, max_memory: dict | None = None,
+                        offload_folder: str | None = None, trust_remote_code: bool = False,
+                        **kwargs) -> "RewardScorer":
+        """Load a reward model and its tokenizer; bf16 on GPU and fp32 on CPU unless ``dtype`` says otherwise.
+
+        ``device_map`` (with ``max_memory``/``offload_folder``) spreads a model too large
+        for one device over several, through accelerate's big-model loading; the
+        scorer then feeds inputs to the embedding's device and accelerate's hooks
+        move activations (and each layer's cached prefix stays on its layer's device).
+        The config is checked first: a causal LM or a multi-label classifier is
+        refused in one line instead of being loaded with a random head.
+        """
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from longrm_tasks.rm.checkpoint import check_chat_template, check_reward_config, load_config
+
+        check_reward_config(load_config(path, trust_remote_code=trust_remote_code), path)
+        tokenizer = tokenizer or AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        check_chat_template(tokenizer, getattr(tokenizer, "name_or_path", path))
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        on_cpu = torch.device(device).type == "cpu" and not (device_map and device_map != "cpu")
         if dtype is None or dtype == "auto":
-            dtype = torch.float32 if torch.device(device).type == "cpu" else torch.bfloat16
+            dtype = torch.float32 if on_cpu else torch.bfloat16
         elif isinstance(dtype, str):
             dtype = getattr(torch, dtype)
-        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype).to(device)
-        tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
+        load = dict(dtype=dtype, trust_remote_code=trust_remote_code)
+        if device_map is not None:
+            load.update(device_map=device_map, max_memory=max_memory, offload_folder=offload_folder)
+        model = AutoModelForSequenceClassification.from_pretrained(path, **load)
+        if device_map is None:
+            model = model.to(device)
         return cls(model, tokenizer, **kwargs)
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where inputs go: the input embedding's device (the first device of a ``device_map``)."""
+        device = self.model.get_input_embeddings().weight.device
+        # Offloaded weights sit on "meta" until accelerate's hook brings them in; inputs start on the CPU then.
+        return torch.device("cpu") if device.type == "meta" else device
 
     def format(self, item: ScoringItem | Mapping[str, Any]) -> FormattedItem:
         """Chat-format and fit one item, with this scorer's length policy."""
@@ -221,7 +252,8 @@ class RewardScorer:
     def score_formatted(self, item: FormattedItem) -> ItemScore:
         """Score one already-formatted item (token ids per candidate)."""
         if item.skipped:
-            return ItemScore([], 0, 0, item.dropped_tokens, True, item.skip_reason, id=item.id)
+            return ItemScore([], 0, 0, item.dropped_tokens, True, item.skip_reason, id=item.id, forward_passes=0)
+        calls_before = self.forward_passes
         # Identical candidates are scored once.
         distinct = list(dict.fromkeys(tuple(ids) for ids in item.input_ids))
         lcp = common_prefix_length(distinct)
@@ -240,7 +272,8 @@ class RewardScorer:
             processed = sum(len(ids) for ids in distinct)
         by_sequence = dict(zip(distinct, values))
         return ItemScore([by_sequence[tuple(ids)] for ids in item.input_ids], processed, unique,
-                         item.dropped_tokens, padding_tokens=padding, shared_prefix_tokens=shared, id=item.id)
+                         item.dropped_tokens, padding_tokens=padding, shared_prefix_tokens=shared, id=item.id,
+                         forward_passes=self.forward_passes - calls_before)
 
     # -- the two forward paths -------------------------------------------------
 
@@ -249,6 +282,7 @@ class RewardScorer:
         for start in range(0, len(sequences), self.batch_size):
             batch = sequences[start:start + self.batch_size]
             ids, mask, positions, slots, pad = self._pad(batch, pooled[start:start + self.batch_size])
+            self.forward_passes += 1
             hidden = self.base(input_ids=ids, attention_mask=mask, position_ids=positions,
                                use_cache=False).last_hidden_state
             scores += self._head(hidden[torch.arange(len(slots)), slots])
@@ -272,6 +306,7 @@ class RewardScorer:
             positions = torch.cat([torch.arange(n) for n in lengths.tolist()]) + shared
             mask = self._packed_mask(lengths, shared) if len(remainders) > 1 else None
             split = {REMAINDERS_KWARG: lengths.tolist()} if self._split_remainders else {}
+            self.forward_passes += 1
             hidden = self.base(input_ids=ids, attention_mask=mask, position_ids=positions[None].to(self.device),
                                use_cache=True, **{self._cache_kwarg: frozen}, **split).last_hidden_state
             starts = (lengths.cumsum(0) - lengths).tolist()
@@ -305,6 +340,7 @@ class RewardScorer:
             part = ids[:, start:start + chunk]
             # A later chunk is one "remainder" after the cached part: the mask-free split applies.
             split = {REMAINDERS_KWARG: [part.shape[1]]} if start and self._split_remainders else {}
+            self.forward_passes += 1
             try:
                 self.base(input_ids=part, use_cache=True, **{self._cache_kwarg: cache}, **split)
             except PrefixCached:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from longrm_tasks.errors import InputError
 from longrm_tasks.rm.formatting import FormattedItem, ScoringItem, common_prefix_length, format_item
 from longrm_tasks.rm.prefix_scorer import ItemScore
 
@@ -98,40 +99,92 @@ def reward_of(output) -> tuple[float, int]:
     return float(values[0]), len(output.prompt_token_ids) - cached
 
 
+def pooling_engine_args(model: str, *, tokenizer: str | None = None, dtype: str = "auto",
+                        max_model_len: int | None = None, tensor_parallel_size: int = 1,
+                        data_parallel_size: int = 1, world_size: int = 1, gpu_memory_utilization: float = 0.9,
+                        enable_prefix_caching: bool = True, trust_remote_code: bool = False, seed: int = 0,
+                        **extra: Any) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.LLM`` that load ``model`` as a scalar reward model.
+
+    ``world_size`` is the number of processes this run was launched with
+    (torchrun / accelerate launch): data parallelism in vLLM's offline API means
+    one engine per process with ``distributed_executor_backend="external_launcher"``
+    (vLLM's ``torchrun_dp_example.py``), each process scoring its own share. In
+    one process there is no data parallelism to run, so asking for it is an error
+    that says how to launch it instead of silently using one engine.
+    """
+    if tensor_parallel_size < 1 or data_parallel_size < 1:
+        raise InputError("tensor_parallel_size and data_parallel_size must be >= 1", field="model_args")
+    args: dict[str, Any] = dict(model=model, runner="pooling", dtype=dtype, max_model_len=max_model_len,
+                                tensor_parallel_size=tensor_parallel_size,
+                                gpu_memory_utilization=gpu_memory_utilization,
+                                enable_prefix_caching=enable_prefix_caching, trust_remote_code=trust_remote_code,
+                                seed=seed, **extra)
+    if tokenizer:
+        args["tokenizer"] = tokenizer
+    if world_size > 1:
+        if tensor_parallel_size != 1:
+            # lm-eval shards documents by process; tensor-parallel ranks of one engine would score
+            # the same share twice and be counted twice.
+            raise InputError(f"under torchrun each of the {world_size} processes runs one engine: use "
+                             f"tensor_parallel_size=1 there, or one process with "
+                             f"tensor_parallel_size={tensor_parallel_size}", field="tensor_parallel_size")
+        if data_parallel_size not in (1, world_size):
+            raise InputError(f"data_parallel_size={data_parallel_size} but {world_size} processes were launched: "
+                             f"launch torchrun --nproc-per-node={data_parallel_size}",
+                             field="data_parallel_size")
+        args.update(data_parallel_size=world_size, distributed_executor_backend="external_launcher")
+    elif data_parallel_size > 1:
+        raise InputError(f"data_parallel_size={data_parallel_size} runs one vLLM engine per process: launch "
+                         f"`torchrun --nproc-per-node={data_parallel_size} -m lm_eval --model vllm-rm ...` "
+                         f"(each process scores its share)", field="data_parallel_size")
+    return args
+
+
 class VLLMRewardScorer:
-    """Same interface as `RewardScorer`, on a vLLM ``LLM`` in pooling mode."""
+    """Same interface as `RewardScorer`, on a vLLM ``LLM`` in pooling mode.
+
+    ``llm`` is a ``vllm.LLM`` started with ``runner="pooling"`` (`from_pretrained`
+    starts one); ``pooling_params`` is what every ``encode`` call gets (default:
+    ``vllm.PoolingParams(use_activation=False)``, the raw reward).
+    """
 
     def __init__(self, llm, tokenizer, *, max_length: int | None = None, truncation: str = "middle",
-                 wave_tokens: int = 131_072):
+                 wave_tokens: int = 131_072, pooling_params=None):
         self.llm = llm
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.truncation = truncation
         self.wave_tokens = wave_tokens
+        self.pooling_params = pooling_params if pooling_params is not None else \
+            import_vllm().PoolingParams(use_activation=False)
 
     @classmethod
-    def from_pretrained(cls, path: str, *, dtype: str = "auto", max_length: int | None = None,
-                        truncation: str = "middle", wave_tokens: int = 131_072,
-                        **llm_kwargs: Any) -> "VLLMRewardScorer":
-        """Start vLLM's pooling runner with prefix caching; extra keyword arguments go to ``vllm.LLM``."""
+    def from_pretrained(cls, path: str, *, max_length: int | None = None, truncation: str = "middle",
+                        wave_tokens: int = 131_072, **engine_kwargs: Any) -> "VLLMRewardScorer":
+        """Start vLLM's pooling runner with prefix caching; ``engine_kwargs`` go to `pooling_engine_args`."""
+        from longrm_tasks.rm.checkpoint import check_chat_template, check_reward_config, load_config
+
+        # Checked before vLLM allocates anything: a causal LM would load as a classifier with a random head.
+        check_reward_config(load_config(path, trust_remote_code=engine_kwargs.get("trust_remote_code", False)), path)
         vllm = import_vllm()
-        llm_kwargs.setdefault("enable_prefix_caching", True)
-        # runner="pooling" makes vLLM load a *ForSequenceClassification checkpoint as a classifier.
-        llm = vllm.LLM(model=path, runner="pooling", dtype=dtype, max_model_len=max_length, **llm_kwargs)
+        llm = vllm.LLM(**pooling_engine_args(path, max_model_len=max_length, **engine_kwargs))
+        tokenizer = llm.get_tokenizer()
+        check_chat_template(tokenizer, engine_kwargs.get("tokenizer") or path)
         # Fit inputs to the context vLLM actually allocated, so none is rejected mid-run.
         model_config = getattr(getattr(llm, "llm_engine", None), "model_config", None)
         max_length = max_length or getattr(model_config, "max_model_len", None)
-        return cls(llm, llm.get_tokenizer(), max_length=max_length, truncation=truncation,
-                   wave_tokens=wave_tokens)
+        return cls(llm, tokenizer, max_length=max_length, truncation=truncation, wave_tokens=wave_tokens,
+                   pooling_params=vllm.PoolingParams(use_activation=False))
 
     def score(self, items: Iterable[ScoringItem | Mapping[str, Any]]) -> list[ItemScore]:
-        vllm = import_vllm()
-        params = vllm.PoolingParams(use_activation=False)
         formatted = [format_item(self.tokenizer, item, max_length=self.max_length, truncation=self.truncation)
                      for item in items]
         results: dict[tuple[int, int], tuple[float, int]] = {}
         for wave in plan_waves(formatted, self.wave_tokens):
             outputs = self.llm.encode(token_prompts(formatted, wave), pooling_task="classify",
-                                      pooling_params=params, use_tqdm=False)
+                                      pooling_params=self.pooling_params, use_tqdm=False)
+            if len(outputs) != len(wave):
+                raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(wave)} prompts")
             results.update(zip(wave, map(reward_of, outputs)))
         return collect_scores(formatted, results)
