@@ -15,9 +15,11 @@ from longrm_tasks import HUB_DATASET
 from longrm_tasks.data.schema import CONFIGS, Item, validate_record
 from longrm_tasks.errors import InputError
 from longrm_tasks.jsonl import iter_jsonl
+from longrm_tasks.data.provenance import Provenance
 from longrm_tasks.orders import assign_paper_orders
 
 SAMPLE_DIR = Path(__file__).with_name("sample")
+HUB_TIMEOUT_S = 10  # one request to learn the commit; no network must not cost half a minute of retries
 
 
 @dataclass
@@ -28,13 +30,16 @@ class Benchmark:
     files: dict[str, str] = field(default_factory=dict)  # config -> path read
     warnings: list[str] = field(default_factory=list)
     source: str = ""
+    provenance: Provenance = field(default_factory=lambda: Provenance(source=""))
 
 
 def load_config_file(path: str | os.PathLike, config: str, warnings: list[str] | None = None) -> list[Item]:
-    """Validate every record of one config file and give each its paper order."""
+    """Validate every record of one config file and give each its paper order; an empty file is an error."""
     path = os.fspath(path)
     items = [validate_record(raw, config=config, index=i, path=path, line=lineno, warnings=warnings)
              for i, (lineno, raw) in enumerate(iter_jsonl(path))]
+    if not items:  # a 0-byte or blank file is a broken download or copy, not "0 items valid"
+        raise InputError(f"empty file: no records for config {config}", path=path)
     assign_paper_orders(items)
     return items
 
@@ -49,18 +54,106 @@ def _check_configs(configs: Iterable[str] | None) -> list[str] | None:
     return configs
 
 
-def _hub_file(config: str, revision: str | None) -> str:
+_OFFLINE_VALUES = {"1", "ON", "YES", "TRUE"}
+WAY_OUT = "pass data_dir=sample (the bundled offline sample) or a folder of {Config}.jsonl files"
+
+
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it, or as set after huggingface_hub was imported."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in _OFFLINE_VALUES
+
+
+def _resolve_hub_revision(revision: str | None) -> tuple[str | None, str | None]:
+    """Ask the hub, once and with a short timeout, which commit ``revision`` (default main) is.
+
+    Returns ``(commit sha, None)``, or ``(None, why)`` when the hub cannot be
+    reached (the caller then falls back to the local cache). A missing revision or
+    dataset is an error straight away. One cheap request instead of letting each
+    download retry for half a minute when there is no network.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    if _hub_offline():
+        return None, "HF_HUB_OFFLINE is set"
+    try:
+        return HfApi().dataset_info(HUB_DATASET, revision=revision, timeout=HUB_TIMEOUT_S).sha, None
+    except RevisionNotFoundError:
+        raise InputError(f"revision {revision!r} not found in the hub dataset {HUB_DATASET}",
+                         field="revision") from None
+    except RepositoryNotFoundError:
+        raise InputError(f"the hub dataset {HUB_DATASET} was not found; {WAY_OUT}") from None
+    except Exception as err:  # connection, DNS, timeout, proxy and 5xx errors come in many types
+        first = str(err).splitlines()[0] if str(err) else ""
+        return None, f"the hub cannot be reached ({type(err).__name__}: {first[:120]})"
+
+
+def _snapshot_commit(path: str) -> str | None:
+    """The commit of a file in the hub cache (``.../snapshots/<commit>/<file>``)."""
+    parent = Path(path).parent
+    return parent.name if parent.parent.name == "snapshots" else None
+
+
+def _hub_files(configs: list[str], revision: str | None) -> tuple[dict[str, str], str | None]:
+    """Download (or find in the cache) ``{config}.jsonl`` for each config; return paths and the commit read.
+
+    Online, every file is read at the one commit the hub named for ``revision``,
+    so the configs cannot come from two versions of the dataset. Offline or
+    unreachable, the cached snapshot is used when it holds every file; else one
+    line says what failed and the way out.
+    """
     try:
         from huggingface_hub import hf_hub_download
     except ImportError as err:  # pragma: no cover - hf extra missing
-        raise InputError("loading from the hub needs `pip install longrm-tasks[hf]`") from err
-    try:
-        return hf_hub_download(HUB_DATASET, f"{config}.jsonl", repo_type="dataset", revision=revision)
-    except Exception as err:  # network errors come in many types; the message is what matters
-        raise InputError(
-            f"cannot download {config}.jsonl from the hub dataset {HUB_DATASET} ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}); pass a local folder of {{Config}}.jsonl "
-            f"files, or 'sample' for the bundled offline sample") from None
+        raise InputError(f"loading from the hub needs `pip install longrm-tasks[hf]`; {WAY_OUT}") from err
+    commit, offline_reason = _resolve_hub_revision(revision)
+    paths: dict[str, str] = {}
+    for config in configs:
+        name = f"{config}.jsonl"
+        try:
+            if commit is not None:
+                paths[config] = hf_hub_download(HUB_DATASET, name, repo_type="dataset", revision=commit)
+            else:
+                paths[config] = hf_hub_download(HUB_DATASET, name, repo_type="dataset", revision=revision,
+                                                local_files_only=True)
+        except Exception as err:  # network and cache errors come in many types; the message is what matters
+            if commit is None:
+                raise InputError(f"{offline_reason}, and {name} of the hub dataset {HUB_DATASET} "
+                                 f"(revision {revision or 'main'}) is not in the local cache; {WAY_OUT}") from None
+            first = str(err).splitlines()[0] if str(err) else ""
+            raise InputError(f"cannot download {name} from the hub dataset {HUB_DATASET} at {commit} "
+                             f"({type(err).__name__}: {first[:200]}); {WAY_OUT}") from None
+    if commit is None:  # read from the cache: the snapshot folder names the commit
+        commits = {_snapshot_commit(p) for p in paths.values()}
+        commit = commits.pop() if len(commits) == 1 else None
+    return paths, commit
+
+
+def _folder_files(folder: Path, configs: list[str], required: bool) -> dict[str, Path]:
+    """``{Config}.jsonl`` per config in ``folder``; a file that looks like one but is misnamed is an error.
+
+    ``summ.jsonl`` or ``Cite.JSONL`` next to valid files would otherwise be
+    skipped without a word (and on a case-insensitive file system read or not
+    depending on the machine).
+    """
+    names = {p.name: p for p in folder.iterdir() if p.is_file()}
+    found: dict[str, Path] = {}
+    for config in configs:
+        expected = f"{config}.jsonl"
+        lookalikes = sorted(n for n in names if n != expected and "." in n
+                            and n.split(".", 1)[0].casefold() == config.casefold()
+                            and n.split(".", 1)[1].casefold() in ("jsonl", "json"))
+        if lookalikes:
+            raise InputError(f"{', '.join(lookalikes)} looks like config {config} but is misnamed: "
+                             f"name it {expected} (names are case-sensitive)", path=str(folder / lookalikes[0]))
+        if expected in names:
+            found[config] = names[expected]
+        elif required:
+            raise InputError(f"no file for config {config}: {(folder / expected).resolve()} does not exist",
+                             field="configs")
+    return found
 
 
 def resolve_data_dir(data: str | os.PathLike) -> Path | None:
@@ -87,18 +180,16 @@ def load_benchmark(data: str | os.PathLike = "hub", configs: Iterable[str] | Non
     """
     wanted = _check_configs(configs)
     folder = resolve_data_dir(data)
-    bench = Benchmark(items=[], source="hub" if folder is None else str(folder))
-    for config in wanted or CONFIGS:
-        if folder is None:
-            path = _hub_file(config, revision)
-        else:
-            path = folder / f"{config}.jsonl"
-            if not path.is_file():
-                if wanted is None:
-                    continue
-                raise InputError(f"no file for config {config}: {path.resolve()} does not exist", field="configs")
+    source = "hub" if folder is None else ("sample" if folder == SAMPLE_DIR else os.fspath(data))
+    bench = Benchmark(items=[], source="hub" if folder is None else str(folder), provenance=Provenance(source))
+    if folder is None:
+        paths, bench.provenance.revision = _hub_files(wanted or list(CONFIGS), revision)
+    else:
+        paths = _folder_files(folder, wanted or list(CONFIGS), required=wanted is not None)
+    for config, path in paths.items():
         bench.items.extend(load_config_file(path, config, bench.warnings))
         bench.files[config] = str(path)
+        bench.provenance.add_file(path)
     if not bench.files:
         raise InputError(f"no {{Config}}.jsonl files ({', '.join(CONFIGS)}) in {folder}", field="data_dir")
     return bench
