@@ -1,5 +1,6 @@
 """`longrm synth short-to-long`: lengths, depth, tagging, determinism, skipped items, bad input."""
 import json
+import os
 import random
 import re
 
@@ -16,7 +17,9 @@ from longrm_tasks.train.synth.short_to_long import (
 
 WORDS = "alpha beta gamma delta river stone city market winter engine harbor violet copper".split()
 KEY = "The door of the lighthouse is painted bright orange."
-SAMPLE = Path("/work/shared/data/longrm_alignment_sample.jsonl")
+# The authors' Stage II sample carries no license, so it is not copied here: point
+# LONGRM_ALIGNMENT_SAMPLE at a copy of it to run the tests that compare with it.
+SAMPLE = Path(os.environ["LONGRM_ALIGNMENT_SAMPLE"]) if os.environ.get("LONGRM_ALIGNMENT_SAMPLE") else None
 
 
 def _documents(n, seed=0):
@@ -55,7 +58,8 @@ def _context(item):
     return user[user.index("<context>\n") + len("<context>\n"):user.index("</context>")]
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="shared sample not present")
+@pytest.mark.skipif(SAMPLE is None or not SAMPLE.is_file(),
+                    reason="set LONGRM_ALIGNMENT_SAMPLE to the authors' Stage II sample to run this")
 def test_layout_is_the_authors():
     for line in SAMPLE.read_text().splitlines():
         record = json.loads(line)

@@ -1,5 +1,6 @@
 """`longrm synth vote`: the authors' score parsing and voting, real judge backends, the CLI."""
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,7 +16,9 @@ from longrm_tasks.train.synth.short_to_long import DistractorCorpus, ShortRecord
 from longrm_tasks.train.synth.voting import (
     ConsistencyVoter, Judgment, majority_vote, parse_score, short_messages)
 
-SAMPLE = Path("/work/shared/data/longrm_alignment_sample.jsonl")
+# The authors' Stage II sample carries no license, so it is not copied here: point
+# LONGRM_ALIGNMENT_SAMPLE at a copy of it to run the tests that compare with it.
+SAMPLE = Path(os.environ["LONGRM_ALIGNMENT_SAMPLE"]) if os.environ.get("LONGRM_ALIGNMENT_SAMPLE") else None
 DISTRACTOR = "Copper harbors and violet engines fill the winter market."
 
 # Canned judgments per (judge model, response under judgment): a clear majority, a three-way
@@ -90,7 +93,8 @@ def test_parse_score_reads_the_final_line():
     assert parse_score("x\n[Score: 11]") is None and parse_score("") is None
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="shared sample not present")
+@pytest.mark.skipif(SAMPLE is None or not SAMPLE.is_file(),
+                    reason="set LONGRM_ALIGNMENT_SAMPLE to the authors' Stage II sample to run this")
 def test_reproduces_the_authors_scores_and_vote_counts():
     for record in _sample():
         judges = [record["chosen_model"], *record["rejected_models"]]
@@ -116,7 +120,8 @@ def test_majority_dissent_and_no_majority():
     assert votes(7, 7, 3, 4, 5).chosen is not None and votes(7, 7, 3, 4, 5, majority="strict").chosen is None
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="shared sample not present")
+@pytest.mark.skipif(SAMPLE is None or not SAMPLE.is_file(),
+                    reason="set LONGRM_ALIGNMENT_SAMPLE to the authors' Stage II sample to run this")
 def test_short_messages_keep_only_the_tagged_passage():
     record = _sample()[2]  # tag <Q9>, named only in the system prompt
     short = short_messages(record)
@@ -153,7 +158,7 @@ def test_openai_judges_over_http(server, long_records):
         OpenAIChatJudge("no-such-model", "no-such-model", server, settings).generate([long_records[0]["messages"]])
 
 
-def test_transformers_judges_from_disk_count_parse_failures(long_records, tmp_path, capsys):
+def test_transformers_judges_from_disk_count_cut_judgments(long_records, tmp_path, capsys):
     # random tiny models write gibberish: every judgment is a parse failure, so nothing has a majority
     paths = [save_tiny_model(tmp_path / f"tiny{seed}", hidden=32, layers=1, heads=2, kv_heads=1, seed=seed)
              for seed in (0, 1)]
@@ -162,8 +167,12 @@ def test_transformers_judges_from_disk_count_parse_failures(long_records, tmp_pa
     argv = ["synth", "vote", "--input", str(src), "--max-new-tokens", "4", "--judge", f"hf:{paths[0]}",
             "--judge", f"hf:{paths[1]}"]
     assert main(argv + ["-o", str(tmp_path / "out.jsonl")]) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["parse_failures"] == 2 and summary["no_majority"] == 1 and summary["written"] == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    # 4 new tokens without an end-of-sequence: both judgments were cut at the limit, counted as such
+    assert summary["cut_at_length"] == 2 and summary["parse_failures"] == 0
+    assert "2 judgments were cut at the token limit" in captured.err
+    assert summary["no_majority"] == 1 and summary["written"] == 0
     assert summary["dropped_ids"] == ["door/1536/0/0 (no majority)"]
     assert (tmp_path / "out.jsonl").read_text() == ""
 

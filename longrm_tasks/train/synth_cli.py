@@ -5,16 +5,24 @@
     longrm synth vote --input long.jsonl -o stage2.jsonl \\
         --judge openai:gpt-4o@https://api.openai.com/v1 --judge qwen=vllm:Qwen/Qwen3-32B ...
 
-Each step prints one JSON summary line on stdout with what it wrote and what it
-skipped (too short / too long contexts, no majority, parse failures).
+Both steps check every input record before writing anything, then write their
+output as they go (one JSONL line per record, flushed) with a progress file
+beside it, so an interrupted or failed run continues with ``--resume`` and
+produces the same bytes as an uninterrupted one (`synth.progress`). Each step
+prints one JSON summary line on stdout with what it wrote and what it skipped
+(too short / too long contexts, no majority, parse failures, judgments cut at
+the token limit, records longer than a judge's context).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-import os
+import sys
 from itertools import islice
 from pathlib import Path
+
+from longrm_tasks.errors import InputError
 
 HELP = "synthesise long-context judge data: short-to-long contexts, consistency voting"
 
@@ -38,8 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                              "(default: the authors' prompt)")
     s2l.add_argument("--tolerance", type=float, default=0.02,
                      help="items shorter than (1 - tolerance) x length count as too short (default 0.02)")
-    s2l.add_argument("--seed", type=int, default=0)
-    s2l.add_argument("-o", "--output", required=True)
+    s2l.add_argument("--seed", type=int, default=0,
+                     help="seed of the distractor draws, depths and tags; the same seed gives the same bytes "
+                          "(default 0)")
+    s2l.add_argument("-o", "--output", required=True, metavar="OUT.jsonl",
+                     help="output JSONL, written record by record (progress in OUT.jsonl.progress.json)")
+    s2l.add_argument("--resume", action="store_true",
+                     help="continue an interrupted run on the same -o with the same options")
 
     vote = sub.add_parser("vote", help="score responses with several judges; keep majority vs dissent",
                           description="Consistency majority voting over judge records (e.g. short-to-long output).")
@@ -54,13 +67,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "(the authors' sample layout)")
     vote.add_argument("--judge-context", choices=("short", "full"), default="short",
                       help="short: judges see only the tagged key passage (the paper); full: the whole prompt")
-    vote.add_argument("--temperature", type=float, default=0.0)
-    vote.add_argument("--max-new-tokens", type=int, default=1024)
-    vote.add_argument("--seed", type=int, default=0)
+    vote.add_argument("--temperature", type=float, default=0.0,
+                      help="judge sampling temperature (default 0: greedy, as the authors' data)")
+    vote.add_argument("--max-new-tokens", type=int, default=1024,
+                      help="most tokens per judgment (default 1024); judgments cut there are counted "
+                           "(cut_at_length) and vote as failures")
+    vote.add_argument("--seed", type=int, default=0,
+                      help="sampling seed passed to every judge (matters with --temperature > 0; default 0)")
     vote.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable with the API key")
     vote.add_argument("--concurrency", type=int, default=4, help="parallel requests per openai judge")
-    vote.add_argument("--batch-size", type=int, default=64, help="records per judge call")
-    vote.add_argument("-o", "--output", required=True)
+    vote.add_argument("--timeout", type=float, default=300.0,
+                      help="seconds to wait for one openai judge answer before retrying (default 300)")
+    vote.add_argument("--retries", type=int, default=3,
+                      help="retries per request after a dropped connection, timeout, 429 or 5xx (default 3)")
+    vote.add_argument("--retry-wait", type=float, default=2.0,
+                      help="first wait between retries in seconds, doubled each time up to 60 (default 2)")
+    vote.add_argument("--batch-size", type=int, default=64,
+                      help="records per judge call; progress is saved after each batch (default 64)")
+    vote.add_argument("-o", "--output", required=True, metavar="OUT.jsonl",
+                      help="output JSONL, written batch by batch (progress in OUT.jsonl.progress.json)")
+    vote.add_argument("--resume", action="store_true",
+                      help="continue an interrupted run on the same -o with the same options")
 
 
 def _load_tokenizer(name: str):
@@ -74,75 +101,141 @@ def _load_tokenizer(name: str):
         raise InputError(f"cannot load tokenizer: {err}", field="tokenizer") from None
 
 
-def _write(path: str, lines) -> None:
-    """Write to a temporary name and rename, so a failed run leaves no half file behind."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _positive(value, option: str) -> None:
+    if value <= 0:
+        raise InputError(f"must be positive, got {value}", field=option)
+
+
+def _stopped(out, total: int, err: BaseException) -> BaseException:
+    """The error that ends a run part-way, saying how far it got and how to continue."""
+    where = f"{out.done} of {total} input records done, output so far in {out.output}; continue with --resume"
+    if isinstance(err, KeyboardInterrupt):
+        return KeyboardInterrupt(f"interrupted: {where}")
+    return InputError(f"{err.message}; {where}", path=err.path, line=err.line, field=err.field)
+
+
+def _run_resumably(out, total: int, work) -> None:
+    """Run ``work()`` with ``out`` open; on an input error or Ctrl-C keep the progress and say so."""
+    out.open()
     try:
-        with partial.open("w", encoding="utf-8") as handle:
-            for line in lines:
-                handle.write(line)
+        work()
+    except (InputError, KeyboardInterrupt) as err:
+        out.close()
+        raise _stopped(out, total, err) from None
     except BaseException:
-        partial.unlink(missing_ok=True)
+        out.close()
         raise
-    os.replace(partial, target)
+    out.finish()
+
+
+def _warn(summary: dict) -> None:
+    if summary.get("cut_at_length"):
+        print(f"longrm synth: warning: {summary['cut_at_length']} judgments were cut at the token limit "
+              "(finish_reason: length) and voted as failures; raise --max-new-tokens", file=sys.stderr)
+    if summary.get("too_long"):
+        print(f"longrm synth: warning: {summary['too_long']} records were longer than a judge's context and "
+              "were skipped (see dropped_ids)", file=sys.stderr)
 
 
 def _short_to_long(args) -> dict:
     from tqdm.auto import tqdm
 
     from longrm_tasks.train.synth import dump_jsonl_line
+    from longrm_tasks.train.synth.progress import ResumableOutput
     from longrm_tasks.train.synth.short_to_long import (
-        AUTHORS_SYSTEM_PROMPT, DistractorCorpus, ShortToLong, ShortToLongConfig, load_short_records,
-        parse_depths, parse_length)
+        AUTHORS_SYSTEM_PROMPT, DistractorCorpus, ShortToLong, ShortToLongConfig, ShortToLongSummary,
+        load_short_records, parse_depths, parse_length)
 
+    system_prompt = (Path(args.system_prompt).read_text(encoding="utf-8") if args.system_prompt
+                     else AUTHORS_SYSTEM_PROMPT)
     config = ShortToLongConfig(
         lengths=tuple(parse_length(x) for x in args.lengths.split(",")),
         depths=parse_depths(args.depths), seed=args.seed, tag=args.tag, tolerance=args.tolerance,
-        system_prompt=Path(args.system_prompt).read_text(encoding="utf-8") if args.system_prompt
-        else AUTHORS_SYSTEM_PROMPT)
+        system_prompt=system_prompt)
+    records = list(load_short_records(args.records))  # every record checked before anything is written
+    settings = {"records_sha256": _sha256(args.records), "corpus": [str(c) for c in args.corpus],
+                "text_field": args.text_field, "tokenizer": args.tokenizer, "lengths": args.lengths,
+                "depths": args.depths, "tag": args.tag, "tolerance": args.tolerance, "seed": args.seed,
+                "system_prompt_sha256": hashlib.sha256(system_prompt.encode("utf-8")).hexdigest()}
+    out = ResumableOutput(args.output, command="short-to-long", settings=settings, resume=args.resume)
+    out.check()
     tokenizer = _load_tokenizer(args.tokenizer)
     corpus = DistractorCorpus.from_paths(args.corpus, tokenizer, text_field=args.text_field)
     builder = ShortToLong(corpus, tokenizer, config)
 
-    def lines():
-        for record in tqdm(load_short_records(args.records), desc="short-to-long", unit="record"):
-            for item in builder.build(record):
-                yield dump_jsonl_line(item)
+    def work():
+        if out.summary:
+            builder.summary = ShortToLongSummary(**out.summary)
+        for index in tqdm(range(out.done, len(records)), desc="short-to-long", unit="record",
+                          initial=out.done, total=len(records)):
+            for item in builder.build(records[index]):
+                out.write(dump_jsonl_line(item))
+            out.checkpoint(index + 1, builder.summary.as_dict())
 
-    _write(args.output, lines())
-    return builder.summary.as_dict()
+    _run_resumably(out, len(records), work)
+    return {**builder.summary.as_dict(), "resumed_from": out.resumed_from}
 
 
 def _vote(args) -> dict:
     from tqdm.auto import tqdm
 
     from longrm_tasks.train.synth import dump_jsonl_line, read_jsonl
-    from longrm_tasks.train.synth.judges import GenerationSettings, build_judge
-    from longrm_tasks.train.synth.voting import ConsistencyVoter, validate_messages
+    from longrm_tasks.train.synth.judges import GenerationSettings, RetryPolicy, build_judge, parse_judge_spec
+    from longrm_tasks.train.synth.progress import ResumableOutput
+    from longrm_tasks.train.synth.voting import ConsistencyVoter, VoteSummary, validate_messages
 
-    settings = GenerationSettings(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
-    judges = [build_judge(spec, settings, api_key_env=args.api_key_env, concurrency=args.concurrency)
-              for spec in args.judge]
+    names = [parse_judge_spec(spec)[0] for spec in args.judge]  # cheap checks first
+    if len(names) < 2:
+        raise InputError("consistency voting needs at least two judges", field="judge")
+    if len(set(names)) != len(names):
+        raise InputError(f"judge names must be unique, got {names}; name them NAME=BACKEND:MODEL", field="judge")
+    _positive(args.batch_size, "--batch-size")
+    _positive(args.timeout, "--timeout")
+    _positive(args.max_new_tokens, "--max-new-tokens")
+    if args.retries < 0 or args.retry_wait < 0:
+        raise InputError("--retries and --retry-wait must not be negative", field="--retries")
+    total = 0
+    for line, record in read_jsonl(args.input):  # every record checked before anything is written
+        validate_messages(record, path=args.input, line=line)
+        total += 1
+    settings = {"input_sha256": _sha256(args.input), "judges": list(args.judge), "majority": args.majority,
+                "rejected": args.rejected, "judge_context": args.judge_context, "temperature": args.temperature,
+                "max_new_tokens": args.max_new_tokens, "seed": args.seed, "batch_size": args.batch_size}
+    out = ResumableOutput(args.output, command="vote", settings=settings, resume=args.resume)
+    out.check()
+    generation = GenerationSettings(temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+                                    seed=args.seed)
+    retry = RetryPolicy(timeout=args.timeout, retries=args.retries, backoff=args.retry_wait)
+    judges = [build_judge(spec, generation, api_key_env=args.api_key_env, concurrency=args.concurrency,
+                          retry=retry) for spec in args.judge]
     voter = ConsistencyVoter(judges, majority=args.majority, rejected=args.rejected,
                              judge_context=args.judge_context)
 
-    def lines():
-        records = iter(read_jsonl(args.input))
-        with tqdm(desc="vote", unit="record") as bar:
-            while batch := list(islice(records, args.batch_size)):
-                for line, record in batch:
-                    validate_messages(record, path=args.input, line=line)
-                for voted in voter.run([record for _, record in batch]):
-                    yield dump_jsonl_line(voted)
+    def work():
+        if out.summary:
+            voter.summary = VoteSummary(**out.summary)
+        records = islice(read_jsonl(args.input), out.done, None)
+        with tqdm(desc="vote", unit="record", initial=out.done, total=total) as bar:
+            while batch := [record for _, record in islice(records, args.batch_size)]:
+                for voted in voter.run(batch):
+                    out.write(dump_jsonl_line(voted))
+                out.checkpoint(out.done + len(batch), voter.summary.as_dict())
                 bar.update(len(batch))
 
-    _write(args.output, lines())
-    return voter.summary.as_dict()
+    _run_resumably(out, total, work)
+    return {**voter.summary.as_dict(), "resumed_from": out.resumed_from}
 
 
 def run(args) -> int:
     summary = _short_to_long(args) if args.synth_command == "short-to-long" else _vote(args)
+    _warn(summary)
     print(json.dumps({"synth": args.synth_command, "output": args.output, **summary}))
     return 0

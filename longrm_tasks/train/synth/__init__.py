@@ -5,7 +5,7 @@ distractor documents up to a target token length; ``voting`` lets several
 judges (``judges``: OpenAI-compatible endpoint, vLLM, transformers) score each
 response and keeps the majority judgment as ``chosen``, the dissent as
 ``rejected``. Both write the authors' Stage II record layout
-(``../shared/data/longrm_alignment_sample.jsonl``) and are deterministic given
+(LCM-Lab/Long-RM ``datas/SimPO_Data_Sampled20``) and are deterministic given
 a seed. The JSONL helpers here are shared by both steps.
 """
 from __future__ import annotations

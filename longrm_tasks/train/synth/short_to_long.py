@@ -3,7 +3,7 @@
 The paper judges each response with only the key chunks (short, reliable),
 then pads the context back to the target length with unrelated text, the key
 passage at a controlled depth. The layout copies the authors' Stage II data
-(``../shared/data/longrm_alignment_sample.jsonl``):
+(LCM-Lab/Long-RM ``datas/SimPO_Data_Sampled20``):
 
 - the user message is ``<context>\\n{documents}</context>\\n\\n<prompt>\\n{question}\\n</prompt>\\n\\n``
   then ``The following is the given response to evaluate.\\n<response>\\n{response}\\n</response>\\n\\n``;

@@ -1,6 +1,6 @@
 """Consistency majority voting: several judges score one response, the majority judgment wins.
 
-Rules read off the authors' Stage II sample (``../shared/data/longrm_alignment_sample.jsonl``):
+Rules read off the authors' 20-record Stage II sample (LCM-Lab/Long-RM ``datas/SimPO_Data_Sampled20``):
 
 - a judgment's score is read from its last non-empty line, ``[Score: N]`` with an
   integer N in 0-10 (Markdown bold around it tolerated, as in ``**Score: 4**``);
@@ -19,6 +19,12 @@ Rules read off the authors' Stage II sample (``../shared/data/longrm_alignment_s
 The judges see the short prompt by default: only the tagged key passage is kept
 in ``<context>``, as in the paper ("judge with only the key chunks"); the long
 record then carries their verdicts as training targets.
+
+What a judge could not do is counted, never hidden among parse failures: a
+judgment cut at the token limit (``finish_reason: length``) counts as
+``cut_at_length`` and votes as a failure (its last line may be a cut score such
+as ``[Score: 1`` of ``[Score: 10]``); a record longer than some judge's context
+is skipped whole and counted as ``too_long``.
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 from longrm_tasks.errors import InputError
 from longrm_tasks.train.synth import MAX_LISTED_IDS
+from longrm_tasks.train.synth.judges import as_generation
 
 # The final line must be the score and nothing else, e.g. "[Score: 7]", "**[Score: 7]**", "**Score: 4**".
 SCORE_LINE_RE = re.compile(r"\[?\s*score:\s*(\d+)\s*\]?", re.IGNORECASE)
@@ -132,7 +139,9 @@ class VoteSummary:
     written: int = 0
     no_majority: int = 0
     unanimous: int = 0  # a majority but nobody dissented: nothing to reject (``dissent`` mode only)
-    parse_failures: int = 0  # judgments without a usable score
+    parse_failures: int = 0  # complete judgments without a usable score
+    cut_at_length: int = 0  # judgments cut at the token limit (finish_reason "length"): vote as failures
+    too_long: int = 0  # records longer than some judge's context: skipped, not judged
     judged_full_context: int = 0  # no key-passage tag found: judges saw the whole prompt
     judgments: int = 0
     dropped_ids: list[str] = field(default_factory=list)
@@ -180,23 +189,33 @@ class ConsistencyVoter:
             self.summary.judged_full_context += 1
         return record["messages"]
 
+    def _drop(self, record: dict, i: int, reason: str, why: str) -> None:
+        setattr(self.summary, reason, getattr(self.summary, reason) + 1)
+        if len(self.summary.dropped_ids) < MAX_LISTED_IDS:
+            self.summary.dropped_ids.append(f"{record.get('id', i)} ({why})")
+
     def run(self, records: list[dict]) -> list[dict]:
         """Voted records, in input order, for those with a majority (and a dissent, in ``dissent`` mode)."""
         prompts = [self._prompt(r) for r in records]
-        texts = [judge.generate(prompts) for judge in self.judges]
+        answers = [[as_generation(g) for g in judge.generate(prompts)] for judge in self.judges]
         out = []
+        s = self.summary
         for i, record in enumerate(records):
-            judgments = [Judgment(judge.name, t[i], parse_score(t[i])) for judge, t in zip(self.judges, texts)]
-            vote = majority_vote(judgments, majority=self.majority, rejected=self.rejected)
-            s = self.summary
             s.items += 1
+            generations = [a[i] for a in answers]
+            over = [judge.name for judge, g in zip(self.judges, generations) if g.too_long]
+            if over:
+                self._drop(record, i, "too_long", f"longer than the context of {', '.join(over)}")
+                continue
+            judgments = [Judgment(judge.name, g.text, None if g.cut else parse_score(g.text))
+                         for judge, g in zip(self.judges, generations)]
             s.judgments += len(judgments)
-            s.parse_failures += sum(j.score is None for j in judgments)
+            s.cut_at_length += sum(g.cut for g in generations)
+            s.parse_failures += sum(j.score is None and not g.cut for j, g in zip(judgments, generations))
+            vote = majority_vote(judgments, majority=self.majority, rejected=self.rejected)
             reason = ("no_majority" if vote.chosen is None else "unanimous" if not vote.rejected else None)
             if reason is not None:
-                setattr(s, reason, getattr(s, reason) + 1)
-                if len(s.dropped_ids) < MAX_LISTED_IDS:
-                    s.dropped_ids.append(f"{record.get('id', i)} ({reason.replace('_', ' ')})")
+                self._drop(record, i, reason, reason.replace("_", " "))
                 continue
             out.append(voted_record(record, vote))
             s.written += 1
