@@ -80,4 +80,85 @@ def test_lora_reward_stage_trains_and_saves_a_loadable_merged_model(tmp_path):
     start = AutoModelForSequenceClassification.from_pretrained(base)
     assert not torch.equal(model.score.weight, start.score.weight)  # the head was trained, then merged
     card = (out / "README.md").read_text()
-    assert "Bradley-Terry" in card and str(data) in card and "LoRA" in card
+    assert "Bradley-Terry" in card and data.name in card and "LoRA" in card
+
+
+def _reward_setup(tmp_path, aggregation, records, **config):
+    from longrm_tasks.train.reward import RewardStageConfig, reward_trainer
+
+    base = save_tiny_model(tmp_path / "base", kind="seq-cls", arch="qwen3", hidden=32, layers=2)
+    args = RewardStageConfig(output_dir=str(tmp_path / "o"), max_length=96, bf16=False, use_cpu=True,
+                             report_to="none", rejected_aggregation=aggregation, per_device_train_batch_size=2,
+                             **config)
+    trainer, report = reward_trainer(str(base), args, write(tmp_path, records))
+    return trainer, report
+
+
+RECORDS = [STAGE2, {"prompt": "Rate: " + "x " * 10, "chosen": "[Score: 9] yes", "rejected": ["[Score: 1]", "[Score: 4] hm"]}]
+
+
+def test_pairwise_loss_and_gradients_equal_trl_reward_trainer(tmp_path):
+    """Same rows through TRL's own collator and compute_loss (score head over every position)."""
+    import torch
+    from trl import RewardTrainer
+    from trl.trainer.reward_trainer import DataCollatorForPreference
+
+    trainer, report = _reward_setup(tmp_path, "pairwise", RECORDS)
+    rows = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
+    assert len(rows) == 4 and report["train"]["examples"] == 4  # one pair per rejected judgment
+    model = trainer.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    ours = trainer.compute_loss(model, trainer.data_collator(rows))
+    ours_grads = torch.autograd.grad(ours, params)
+    trl_batch = DataCollatorForPreference(pad_token_id=TOK.pad_token_id)(rows)
+    trl = RewardTrainer.compute_loss(trainer, model, trl_batch)
+    trl_grads = torch.autograd.grad(trl, params)
+    torch.testing.assert_close(ours, trl, rtol=1e-5, atol=1e-6)
+    for a, b in zip(ours_grads, trl_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_mean_aggregation_is_chosen_against_the_mean_of_rejected(tmp_path):
+    """The authors' discriminative loss: -log σ(r_w - mean_j r_l^j), one term per record, one context cut."""
+    import torch
+
+    trainer, report = _reward_setup(tmp_path, "mean", RECORDS)
+    rows = [trainer.train_dataset[i] for i in range(2)]
+    assert report["train"]["examples"] == 2 and report["train"]["truncated"] == 1
+    assert [len(r["rejected_ids"]) for r in rows] == [2, 2]
+    prompt_len = len(TOK.decode(rows[0]["chosen_ids"]).split("<|im_start|>assistant")[0])
+    assert all(TOK.decode(r)[:prompt_len] == TOK.decode(rows[0]["chosen_ids"])[:prompt_len]
+               for r in rows[0]["rejected_ids"])  # every response judged on the same cut of the context
+    model = trainer.model
+    loss = trainer.compute_loss(model, trainer.data_collator(rows))
+
+    def score(ids):  # the model's own forward: score head over every position, its own pooling
+        return model(input_ids=torch.tensor([ids])).logits[0, 0]
+
+    expected = torch.stack([
+        -torch.nn.functional.logsigmoid(score(r["chosen_ids"]) - torch.stack([score(x) for x in r["rejected_ids"]]).mean())
+        for r in rows]).mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    # the score head sees one pooled row per sequence, not every position
+    shapes = []
+    model.score.register_forward_hook(lambda module, args, out: shapes.append(tuple(args[0].shape)))
+    trainer.compute_loss(model, trainer.data_collator(rows))
+    assert shapes == [(6, 32)]  # 2 chosen + 4 rejected sequences, hidden 32
+
+
+def test_mean_aggregation_trains_and_num_rejected_is_checked(tmp_path):
+    trainer, _ = _reward_setup(tmp_path, "mean", RECORDS, max_steps=2, learning_rate=1e-3, save_strategy="no",
+                               disable_tqdm=True, logging_steps=1)
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    assert logged and all(key in logged[0] for key in ("accuracy", "margin", "mean_reward"))
+    with pytest.raises(InputError, match="num_rejected is 3") as err:
+        _reward_setup(tmp_path / "v3", "mean", RECORDS, num_rejected=3)
+    assert (err.value.line, err.value.field) == (1, "rejected")
+
+
+def test_aggregation_is_validated():
+    from longrm_tasks.train.reward import RewardStageConfig
+
+    with pytest.raises(ValueError, match="rejected_aggregation"):
+        RewardStageConfig(output_dir="x", rejected_aggregation="max", use_cpu=True)
