@@ -36,6 +36,9 @@ class Judged:
     truncated_tokens: int = 0
     skipped: bool = False  # over-long and skipped by policy: counted, not scored
     protocol: str | None = None  # the prompt protocol that produced the verdict (None: not recorded)
+    overlong: bool = False  # beyond the model's context (paper protocol): scored wrong, counted
+    short_budget: bool = False  # generated with less than the generation budget (context nearly full)
+    thinking: bool = False  # the output contains a thinking block
     score: float = field(init=False)
 
     def __post_init__(self):
@@ -93,7 +96,7 @@ def compute_metrics(rows: Iterable[Judged], configs: Sequence[str] = CONFIGS, pa
 
 
 def _extra(all_rows, rows, pair, bon, counts, parser, orders) -> dict:
-    unparsed = [r for r in rows if r.predicted is None]
+    unparsed = [r for r in rows if r.predicted is None and not r.overlong]  # over-long: never generated
     bon_keys = [f"Rank{s}" for s in BON_SUBTYPES]
     exact, _ = _cells(bon, lambda r: f"Rank{r.subtype}", bon_keys, lambda r: float(r.exact))
     top1, _ = _cells(bon, lambda r: f"Rank{r.subtype}", bon_keys, lambda r: float(r.top1))
@@ -113,6 +116,9 @@ def _extra(all_rows, rows, pair, bon, counts, parser, orders) -> dict:
         "truncated": sum(r.truncated_tokens > 0 for r in all_rows),
         "truncated_tokens": sum(r.truncated_tokens for r in all_rows),
         "skipped": sum(r.skipped for r in all_rows),
+        "overlong": sum(r.overlong for r in all_rows),
+        "short_budget": sum(r.short_budget for r in all_rows),
+        "thinking_outputs": sum(r.thinking for r in all_rows),
         "bestofn_exact_match": exact,
         "bestofn_top1": top1,
         "bestofn_by_length": bon_len,

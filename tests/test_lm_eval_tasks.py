@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("lm_eval")
 
 from longrm_tasks.adapters.lm_eval_options import parse_options  # noqa: E402
-from longrm_tasks.adapters.lm_eval_prep import MARGIN, Budget, Stats, build_judge_docs, build_rm_docs  # noqa: E402
+from longrm_tasks.prepare import MARGIN, Budget, Stats, build_judge_docs, build_rm_docs  # noqa: E402
 from longrm_tasks.adapters.lm_eval_tasks import load_dataset  # noqa: E402
 from longrm_tasks.adapters.rm_requests import decode_rm_context, encode_rm_context  # noqa: E402
 from longrm_tasks.data import load_benchmark, select  # noqa: E402
@@ -126,11 +126,11 @@ def test_truncation_keeps_instructions_context_start_and_answers(tokenizer, item
     # ... and so does everything after the question: every answer and the generation prompt.
     answers_at = full.index("[The Start of Assistant A's Answer]")
     assert doc["prompt"].endswith(full[answers_at - 20:])
-    assert stats.truncated == 1 and stats.truncated_tokens == doc["truncated_tokens"]
+    assert stats.truncated == 1 and stats.tokens_dropped == doc["truncated_tokens"]
 
 
 def test_cut_without_offsets_decodes_the_kept_tokens(tokenizer):
-    from longrm_tasks.adapters.lm_eval_prep import Measurer
+    from longrm_tasks.prepare import Measurer
 
     measurer = Measurer(tokenizer)
     measurer.backend = None  # the path for tokenizers without a Rust backend (no character offsets)
@@ -198,7 +198,8 @@ def _evaluate(model_dir, task, metadata, **kwargs):
 
 def test_generative_slice_fits_the_model_and_reports_paper_metrics(tiny_model, tokenizer):
     res = _evaluate(tiny_model, "long_rewardbench_pairwise_math",
-                    {"max_length": 1024, "max_gen_toks": 4, "order": "both"}, gen_kwargs="max_gen_toks=4")
+                    {"max_length": 1024, "max_gen_toks": 4, "order": "both", "protocol": "fit"},
+                    gen_kwargs="max_gen_toks=4")
     values = res["results"]["long_rewardbench_pairwise_math"]
     assert {"AVG,none", "Math,none", "PairWise Avg,none", "Length Avg,none", "extra/truncated,none"} <= set(values)
     assert "Rank Avg,none" not in values
@@ -213,15 +214,23 @@ def test_generative_slice_fits_the_model_and_reports_paper_metrics(tiny_model, t
 
 
 def test_apply_chat_template_sends_the_judge_messages(tiny_model, tokenizer):
-    res = _evaluate(tiny_model, "long_rewardbench_pairwise_math", {"max_length": 1024, "max_gen_toks": 4},
+    res = _evaluate(tiny_model, "long_rewardbench_pairwise_math", {"max_length": 1024, "max_gen_toks": 4,
+                                                                   "protocol": "fit"},
                     gen_kwargs="max_gen_toks=4", apply_chat_template=True, system_instruction="Be terse.")
     for sample in res["samples"]["long_rewardbench_pairwise_math"]:
         doc = sample["doc"]
         start, end = doc["user_span"]
         messages = [{"role": "system", "content": "Be terse.\n\n" + doc["system"]},
                     {"role": "user", "content": doc["prompt"][start:end]}]
-        expected = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        # thinking off: lm-eval's own renderer gets enable_thinking=False from the task
+        expected = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                                 enable_thinking=False)
         assert sample["arguments"][0][0] == expected
+        assert expected.endswith("<think>\n\n</think>\n\n")
+        # the context the model sent is longer than the fitted prompt (the system instruction): generation shrinks
+        # to the room left instead of lm-eval cutting the prompt from the left
+        sent = len(tokenizer(expected, add_special_tokens=False)["input_ids"])
+        assert sample["arguments"][0][1]["max_gen_toks"] == min(4, 1024 - sent)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("longrm_tasks.adapters.lm_eval_rm") is None,
@@ -242,7 +251,11 @@ def test_reward_model_slice_ranks_by_reward(tmp_path_factory):
     samples = res["samples"]["long_rewardbench_rm_code"]
     for sample in samples:
         scores = [float(r[0]) for r in sample["filtered_resps"]]
-        assert sample["AVG"][6] == scores_to_ranks(scores)
+        if sample["doc"]["overlong"]:  # paper protocol: beyond the model's 1,024 tokens -> scored wrong
+            assert sample["AVG"]["predicted"] is None and sample["AVG"]["overlong"]
+        else:
+            assert sample["AVG"]["predicted"] == scores_to_ranks(scores)
+    assert any(s["doc"]["overlong"] for s in samples) and not all(s["doc"]["overlong"] for s in samples)
     assert 0 <= res["results"]["long_rewardbench_rm_code"]["AVG,none"] <= 1
 
 

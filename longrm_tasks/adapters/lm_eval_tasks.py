@@ -2,38 +2,55 @@
 
 - `load_dataset` is every task's ``custom_dataset``: it reads the options lm-eval
   passes (``--metadata`` merged with ``--model_args``, see `lm_eval_options`),
-  loads and selects the items, and builds one document per (item, order)
-  presentation with the prompt already rendered, measured and fitted to the
-  model (`lm_eval_prep`).
+  finds the model's real context (`model_context`), loads and selects the
+  items, and builds one document per (item, order) presentation with the
+  prompt rendered, measured and fitted by the protocol (`longrm_tasks.prepare`;
+  a document is a `Presentation` dict).
 - `LongRewardBenchTask` (the YAMLs' ``class``) is lm-eval's `ConfigurableTask`
   with one change of substance: it builds each request's context itself, so the
   pre-rendered prompt is sent as is, and ``--apply_chat_template`` (or a chat
   API model such as ``local-chat-completions``) gets the judge's system + user
   messages instead of the rendered text wrapped in a second template.
+  It also makes sure lm-eval never cuts a prompt itself: a request whose
+  prompt leaves less than the generation budget asks for only what is left
+  (counted as ``extra/short_budget``), and thinking is off on every path.
 - `process_results` turns a document's model outputs into the per-document
   record that the metric aggregations (`lm_eval_metrics`) score with the core.
+
+Every result says how it was made: ``results["configs"][task]["metadata"]["longrm"]``
+holds the protocol, the context length used and where it came from, the
+generation budget, the order scheme, the parser and the data's provenance.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-from functools import lru_cache
+import sys
+from functools import lru_cache, partial
 from pathlib import Path
 
 from lm_eval.api.task import ConfigurableTask
 
-from longrm_tasks.adapters.lm_eval_metrics import METRICS, record
+from longrm_tasks.adapters.lm_eval_metrics import METRICS
 from longrm_tasks.adapters.lm_eval_options import TaskOptions, parse_options
 from longrm_tasks.adapters.lm_eval_plugin import TASK_DIR as task_dir  # noqa: F401  (entry point target)
-from longrm_tasks.adapters.lm_eval_prep import VERDICT_TOKENS, Budget, Stats, build_judge_docs, build_rm_docs
 from longrm_tasks.adapters.rm_requests import encode_rm_context
 from longrm_tasks.errors import InputError
+from longrm_tasks.fitting import FitStats, generation_room
+from longrm_tasks.prepare import MARGIN, VERDICT_TOKENS, Fitting, build_judge_docs, build_rm_docs
+from longrm_tasks.presentation import record
 from longrm_tasks.verdicts import parse_judgment, scores_to_ranks
 
 log = logging.getLogger(__name__)
 
 SKIPPED_PROMPT = "(skipped: over max_length)"  # what the model sees for a skipped document; never scored
+THINKING_MARKERS = ("<think>", "</think>")  # Qwen3 / DeepSeek-R1 style thinking blocks
+NO_THINKING = {"enable_thinking": False}  # chat-template argument that switches thinking off
+# What load_dataset decided for the task being built (read by LongRewardBenchTask.__init__, which
+# runs the loader synchronously): the `longrm` entry of the task's metadata in the results.
+_last_run: dict = {}
+_last_tokenizer: list = []
 
 
 @lru_cache(maxsize=4)
@@ -63,10 +80,28 @@ def load_tokenizer(name: str, kwargs: tuple = ()):
                          "'{\"tokenizer\": NAME_OR_PATH}'", path=name, field="tokenizer") from None
 
 
-def model_max_length(options: TaskOptions, tokenizer) -> int | None:
-    """The context length the model will use, resolved the way lm-eval's hf backend does."""
+def model_context(options: TaskOptions, tokenizer) -> tuple[int | None, str]:
+    """The model's real context length and where it came from, per backend.
+
+    ``max_length`` (hf, API models, or --metadata), ``max_model_len`` (vLLM),
+    the server's own report for an API model that sends text, then the model
+    config / tokenizer the way lm-eval's hf backend resolves it.
+    """
     if options.max_length:
-        return options.max_length
+        return options.max_length, "max_length argument"
+    if options.max_model_len:
+        return options.max_model_len, "vLLM max_model_len argument"
+    if options.base_url:
+        if options.tokenized_requests is not False:
+            raise InputError(f"an API model ({options.base_url}) needs max_length=<the server's context> in "
+                             "--model_args: lm-eval tokenizes its requests and would cut prompts to its own "
+                             "2,048-token default", field="max_length")
+        from longrm_tasks.adapters.api_context import server_context
+
+        value, where = server_context(options.base_url, options.model)
+        if value is None:
+            raise InputError(f"{where}: pass max_length=<the server's context> in --model_args", field="max_length")
+        return value, where
     if options.model:
         from lm_eval.models.utils import resolve_max_length
         from transformers import AutoConfig
@@ -75,9 +110,17 @@ def model_max_length(options: TaskOptions, tokenizer) -> int | None:
             config = AutoConfig.from_pretrained(options.model, **dict(options.tokenizer_kwargs))
         except Exception:  # not a transformers checkpoint (e.g. a GGUF or an API name): ask the tokenizer
             config = None
-        return resolve_max_length(config, tokenizer)
+        value = resolve_max_length(config, tokenizer) if tokenizer is not None or config is not None else None
+        return value, f"{options.model} config (as lm-eval's hf backend resolves it)"
     limit = getattr(tokenizer, "model_max_length", None)
-    return int(limit) if limit and limit < 10**12 else None
+    if limit and limit < 10**12:
+        return int(limit), "tokenizer model_max_length"
+    return None, "unknown"
+
+
+def model_max_length(options: TaskOptions, tokenizer) -> int | None:
+    """The context length the model will use (see `model_context`)."""
+    return model_context(options, tokenizer)[0]
 
 
 def _slice_name(options: TaskOptions) -> str:
@@ -116,6 +159,20 @@ def _refuse_wrong_model_kind(judge: str, pretrained) -> None:
 
 def load_dataset(**kwargs):
     """``custom_dataset`` of every Long-RewardBench task: a ``DatasetDict`` with one ``test`` split."""
+    try:
+        return _load_dataset(kwargs)
+    except InputError as err:
+        # Under plain `lm_eval` the exception propagates through lm-eval's own frames; say it in one line first.
+        print(f"Long-RewardBench: {err}", file=sys.stderr)
+        raise
+
+
+def _data_provenance(bench) -> dict | None:
+    provenance = getattr(bench, "provenance", None)
+    return provenance.as_dict() if hasattr(provenance, "as_dict") else provenance
+
+
+def _load_dataset(kwargs: dict):
     import datasets
 
     from longrm_tasks.data import select
@@ -132,41 +189,74 @@ def load_dataset(**kwargs):
         log.warning("Long-RewardBench: no tokenizer known (no `pretrained`/`tokenizer` model argument, no "
                     "--metadata tokenizer): prompts are not measured or fitted; the model receives chat "
                     "messages, so run with --apply_chat_template")
-    max_length = model_max_length(options, tokenizer) if tokenizer is not None else options.max_length
-    reserve = {"generative": options.gen_tokens, "loglikelihood": VERDICT_TOKENS, "reward": 0}[options.judge]
-    if max_length is not None and options.judge == "generative" and max_length <= reserve:
+    max_length, source = model_context(options, tokenizer) if tokenizer is not None or options.base_url else \
+        (options.max_length or options.max_model_len, "max_length argument")
+    fit = options.protocol == "fit"
+    reserve = {"generative": options.gen_tokens if fit else 0, "loglikelihood": VERDICT_TOKENS,
+               "reward": 0}[options.judge]
+    if fit and max_length is not None and options.judge == "generative" and max_length <= reserve + MARGIN:
         raise InputError(f"max_length {max_length} leaves no room for the prompt next to {reserve} generated "
-                         "tokens", field="max_length")
-    budget = Budget(max_length=max_length, reserve=reserve, overlong=options.overlong)
-    stats = Stats()
+                         "tokens; pass the budget you generate with as --metadata max_gen_toks=N (and "
+                         "--gen_kwargs max_gen_toks=N)", field="max_length")
+    # A backend that adds its own BOS to a text prompt must not get ours too.
+    strip = bool(options.base_url) and (options.tokenized_requests is False or bool(options.add_bos_token))
+    fitting = Fitting(protocol=options.protocol, max_length=max_length, reserve=reserve, overlong=options.overlong,
+                      strip_bos=strip)
+    stats = FitStats()
     if options.judge == "reward":
-        docs = build_rm_docs(items, options.order.orders_for, tokenizer=tokenizer, budget=budget,
+        docs = build_rm_docs(items, options.order.orders_for, tokenizer=tokenizer, budget=fitting,
                              orders=str(options.order), stats=stats)
     else:
         docs = build_judge_docs(items, options.order.orders_for, judge=options.judge, tokenizer=tokenizer,
-                                budget=budget, parser=options.parser, orders=str(options.order), stats=stats)
-    log.warning("Long-RewardBench %s (%s, order %s, max_length %s): %s", options.judge, _slice_name(options),
-                options.order, max_length, stats.summary())
-    for reason in stats.skip_reasons[:5]:
-        log.warning("  skipped %s", reason)
+                                budget=fitting, parser=options.parser, orders=str(options.order), stats=stats)
+    log.warning("Long-RewardBench %s (%s, protocol %s, order %s): max_length %s from %s; %s", options.judge,
+                _slice_name(options), options.protocol, options.order,
+                f"{max_length:,}" if max_length else "unknown", source, stats.summary())
+    for reason in stats.reasons[:5]:
+        log.warning("  %s", reason)
+    _last_run.clear()
+    _last_run.update({
+        "protocol": options.protocol, "overlong": "wrong" if options.protocol == "paper" else options.overlong,
+        "order": str(options.order), "parser": options.parser, "max_length": max_length,
+        "max_length_source": source, "gen_tokens": options.gen_tokens if options.judge == "generative" else None,
+        "data": _data_provenance(bench), "fit": stats.as_dict(),
+    })
+    _last_tokenizer[:] = [tokenizer]
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
 
 
-def process_results(doc: dict, results: list) -> dict:
+def process_results(doc: dict, results: list, *, gen_tokens: int | None = None,
+                    prompt_tokens: int | None = None) -> dict:
     """Model outputs of one document -> the same record under every metric name (see `lm_eval_metrics`).
 
-    Generative judge: ``results = [text]``, parsed with the run's verdict parser.
+    Generative judge: ``results = [text]``, parsed with the run's verdict parser
+    (skipped and over-long documents are never parsed: over-long ones score 0).
     Log-likelihood judge and reward models: one ``(score, is_greedy)`` per shown
     answer; the highest score wins, ties keep the earlier position.
+    ``gen_tokens``: the generation budget of the run, to count documents that
+    had less room (`short_budget`).
     """
-    if doc["skipped"]:
+    thinking = short = False
+    if doc["skipped"] or doc.get("overlong"):
         predicted = None
     elif doc["judge"] == "generative":
-        predicted = parse_judgment(results[0], doc["kind"], doc["n"], doc["parser"])
+        text = results[0]
+        thinking = any(marker in text for marker in THINKING_MARKERS)
+        predicted = parse_judgment(text, doc["kind"], doc["n"], doc["parser"])
+        short = gen_tokens is not None and _room(doc, gen_tokens, prompt_tokens).status != "ok"
     else:
         predicted = scores_to_ranks([r[0] if isinstance(r, (tuple, list)) else r for r in results])
-    rec = record(doc, predicted)
+    rec = record(doc, predicted, short_budget=short, thinking=thinking)
     return {m.name: rec for m in METRICS}
+
+
+def _room(doc: dict, gen_tokens: int, prompt_tokens: int | None = None):
+    """Room left for generation; ``prompt_tokens``: the context as sent, when it differs from the doc's prompt."""
+    max_length = doc.get("max_length", -1)
+    tokens = doc["prompt_tokens"] if prompt_tokens is None else prompt_tokens
+    if tokens < 0 or max_length is None or max_length < 0:
+        return generation_room(0, None, gen_tokens)
+    return generation_room(tokens, max_length, gen_tokens)
 
 
 def request_context(doc: dict, *, system_instruction: str | None = None, chat_template=None):
@@ -178,13 +268,17 @@ def request_context(doc: dict, *, system_instruction: str | None = None, chat_te
     any, put in front of the judge's system prompt.
     """
     if doc["judge"] == "reward":  # the reward model renders the chat with its own template
-        if doc["skipped"]:
+        if doc["skipped"] or doc.get("overlong"):
             return encode_rm_context([{"role": "user", "content": SKIPPED_PROMPT}], doc["key"])
         return doc["prompt"]
-    if doc["skipped"]:
+    if doc["skipped"] or doc.get("overlong"):
         return SKIPPED_PROMPT
     if chat_template is not None:
         start, end = doc["user_span"]
+        if doc["rendered"] and end <= start:
+            raise InputError("this tokenizer's prompt cannot be split back into chat messages (its chat template "
+                             "edits the content, or it has none): run without --apply_chat_template, the prompt "
+                             "is already rendered", line=doc["key"], field="apply_chat_template")
         system = doc["system"] if not system_instruction else f"{system_instruction}\n\n{doc['system']}"
         return chat_template([{"role": "system", "content": system},
                               {"role": "user", "content": doc["prompt"][start:end]}])
@@ -195,6 +289,27 @@ def request_context(doc: dict, *, system_instruction: str | None = None, chat_te
     return doc["prompt"]
 
 
+def _thinking_off(chat_template) -> None:
+    """Switch thinking off in a local model's own chat-template renderer (hf, vLLM), unless the user set it.
+
+    lm-eval hands the task ``partial(lm.apply_chat_template, ...)``; hf renders
+    with ``lm.chat_template_args``, vLLM with ``lm.enable_thinking``.
+    """
+    lm = getattr(chat_template.func if isinstance(chat_template, partial) else chat_template, "__self__", None)
+    if lm is None:
+        return
+    args = getattr(lm, "chat_template_args", None)
+    if isinstance(args, dict) and "enable_thinking" not in args:
+        args.update(NO_THINKING)
+    if hasattr(lm, "enable_thinking") and getattr(lm, "enable_thinking") is None:
+        lm.enable_thinking = False
+
+
+def _is_chat_messages(ctx) -> bool:
+    """lm-eval's chat-API context (``JsonChatStr``: the messages as JSON, sent as chat messages)."""
+    return type(ctx).__name__ == "JsonChatStr" or isinstance(ctx, list)
+
+
 class LongRewardBenchTask(ConfigurableTask):
     """A YAML-configured task whose request contexts come from `request_context`."""
 
@@ -202,7 +317,47 @@ class LongRewardBenchTask(ConfigurableTask):
         # lm-eval hands a `class:` task its whole YAML, `class` key included, which TaskConfig rejects.
         config = {k: v for k, v in (config or {}).items() if k != "class"}
         self._warned_system = False
-        super().__init__(config=config, **kwargs)
+        self._thinking_checked = False
+        self._ctx_tokens: dict[tuple, int] = {}  # (key, presentation) -> tokens of a chat-rendered context
+        _last_run.clear()
+        _last_tokenizer.clear()
+        super().__init__(config=config, **kwargs)  # runs load_dataset, which fills _last_run
+        self._longrm = dict(_last_run)
+        self._tokenizer = _last_tokenizer[0] if _last_tokenizer else None
+        self._fitted_for = self._longrm.pop("gen_tokens", None)  # fit: the budget the prompts were cut for
+        if self._longrm:
+            if self.OUTPUT_TYPE == "generate_until":
+                self._longrm["gen_tokens"] = self._gen_tokens()
+            metadata = self.config.metadata if isinstance(self.config.metadata, dict) else {}
+            metadata["longrm"] = self._longrm
+            self.config.metadata = metadata
+
+    def _gen_tokens(self) -> int | None:
+        gen = (self.config.generation_kwargs or {}).get("max_gen_toks")
+        return int(gen) if gen is not None else None
+
+    def set_config(self, key: str, value, update: bool = False) -> None:
+        super().set_config(key, value, update=update)
+        if key == "generation_kwargs" and self._longrm and self.OUTPUT_TYPE == "generate_until":
+            self._generation_budget_changed()
+
+    def _generation_budget_changed(self) -> None:
+        """``--gen_kwargs max_gen_toks`` reaches the task after its documents were built: say what it means."""
+        gen = self._gen_tokens()
+        before, self._longrm["gen_tokens"] = self._longrm.get("gen_tokens"), gen
+        if self._longrm["protocol"] == "fit":
+            before = self._fitted_for
+        if gen is None or gen == before:
+            return
+        docs = self.test_docs() or []
+        short = sum(_room(d, gen).status == "short_budget" for d in docs if not (d["skipped"] or d.get("overlong")))
+        if self._longrm["protocol"] == "fit":
+            log.warning("%s: --gen_kwargs max_gen_toks=%d differs from the %s tokens the prompts were fitted for "
+                        "(--metadata max_gen_toks): %d prompts will generate fewer tokens than asked, none is cut",
+                        self.config.task, gen, before, short)
+        else:
+            log.warning("%s: generation budget %d tokens (--gen_kwargs); %d prompts leave less room in the "
+                        "model's context and generate only what is left", self.config.task, gen, short)
 
     def fewshot_context(self, doc, num_fewshot=0, system_instruction=None, apply_chat_template=False,
                         fewshot_as_multiturn=False, chat_template=None, gen_prefix=None, **kwargs):
@@ -211,20 +366,41 @@ class LongRewardBenchTask(ConfigurableTask):
                              field="num_fewshot")
         # lm-eval binds its renderer to add_generation_prompt=not gen_prefix already.
         chat = chat_template if apply_chat_template and chat_template is not None else None
+        if chat is not None and not self._thinking_checked:
+            _thinking_off(chat)
+            self._thinking_checked = True
         if system_instruction and chat is None and doc["judge"] != "reward" and not self._warned_system:
             log.warning("%s: --system_instruction is not added to the pre-rendered judge prompt; add "
                         "--apply_chat_template to send it as part of the system message", self.config.task)
             self._warned_system = True
-        return request_context(doc, system_instruction=system_instruction if chat else None, chat_template=chat)
+        ctx = request_context(doc, system_instruction=system_instruction if chat else None, chat_template=chat)
+        if chat is not None and isinstance(ctx, str) and self._tokenizer is not None and doc["judge"] != "reward":
+            # Rendered by lm-eval's model: measure what is sent (system instruction, template differences).
+            from longrm_tasks.prepare import Measurer
+
+            self._ctx_tokens[(doc["key"], doc["presentation"])] = Measurer(self._tokenizer).seen_by_model(ctx)
+        return ctx
 
     def construct_requests(self, doc, ctx, **kwargs):
         requests = super().construct_requests(doc, ctx, **kwargs)
-        if doc["skipped"] and self.OUTPUT_TYPE == "generate_until":
-            requests.arguments[1]["max_gen_toks"] = 1  # the answer is never read: do not pay for it
+        if self.OUTPUT_TYPE != "generate_until":
+            return requests
+        gen_kwargs = requests.arguments[1]
+        if doc["skipped"] or doc.get("overlong"):
+            gen_kwargs["max_gen_toks"] = 1  # the answer is never read: do not pay for it
+            return requests
+        if _is_chat_messages(ctx):  # a chat API renders the template itself: ask it to keep thinking off
+            gen_kwargs.setdefault("chat_template_kwargs", dict(NO_THINKING))
+        gen = gen_kwargs.get("max_gen_toks")
+        if gen is not None:
+            room = _room(doc, int(gen), self._ctx_tokens.get((doc["key"], doc["presentation"])))
+            if room.status != "ok":  # lm-eval would cut the prompt from the left to make room
+                gen_kwargs["max_gen_toks"] = max(1, room.gen_tokens)
         return requests
 
     def process_results(self, doc, results):
         # Only the metrics this task's YAML lists (a slice reports the cells that apply to it).
         wanted = self.aggregation()
-        return {name: value for name, value in super().process_results(doc, results).items() if name in wanted}
-
+        values = process_results(doc, results, gen_tokens=self._gen_tokens(),
+                                 prompt_tokens=self._ctx_tokens.get((doc["key"], doc["presentation"])))
+        return {name: value for name, value in values.items() if name in wanted}

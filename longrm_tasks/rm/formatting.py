@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from longrm_tasks.errors import InputError
-from longrm_tasks.truncation import paper_truncate, truncate_middle
+from longrm_tasks.fitting import middle_span, paper_span
 
 TRUNCATION_POLICIES = ("middle", "paper", "skip")
 
@@ -110,9 +110,9 @@ def format_item(tokenizer, item: ScoringItem | Mapping[str, Any], *, max_length:
     lengths = [len(ids) for ids in full]
 
     if truncation == "paper":
-        cuts = [paper_truncate(ids) for ids in full]
-        full = [kept for kept, _ in cuts]
-        dropped = max(cut.dropped for _, cut in cuts)
+        spans = [paper_span(len(ids)) for ids in full]
+        full = [span.apply(ids) for span, ids in zip(spans, full)]
+        dropped = max(span.dropped for span in spans)
         if max_length is not None and max(map(len, full)) > max_length:
             return FormattedItem([], lengths, dropped, _too_long(full, max_length, "after the paper rule"),
                                  item.id)
@@ -137,8 +137,9 @@ def _truncate_context(tokenizer, item: ScoringItem, full: list[list[int]], lengt
         return FormattedItem([], lengths, skip_reason=(
             f"the longest answer alone needs {max(len(t) for t in tails)} tokens, over max_length "
             f"{max_length}"), id=item.id)
-    context, cut = truncate_middle(full[0][:context_len], budget)
-    return FormattedItem([context + tail for tail in tails], lengths, cut.dropped, id=item.id)
+    span = middle_span(context_len, budget)  # the fit rule (`longrm_tasks.fitting`) on the shared context
+    context = span.apply(full[0][:context_len])
+    return FormattedItem([context + tail for tail in tails], lengths, span.dropped, id=item.id)
 
 
 def _too_long(full: list[list[int]], max_length: int, when: str = "") -> str:

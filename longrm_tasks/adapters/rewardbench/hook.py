@@ -92,7 +92,7 @@ def fit_text(tokenizer, text: str, answer: str, budget: int) -> tuple[str, int]:
     """Cut the middle of ``text`` so the tokenizer's encoding (special tokens included, as the
     pipeline encodes it) fits ``budget``; the ``answer`` and what follows it stay whole.
     -> (text, tokens dropped)."""
-    from longrm_tasks.truncation import truncate_middle
+    from longrm_tasks.fitting import middle_span
 
     room = budget - tokenizer.num_special_tokens_to_add()
     encode = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
@@ -106,7 +106,7 @@ def fit_text(tokenizer, text: str, answer: str, budget: int) -> tuple[str, int]:
                          f"raise --max_length or {ENV_MAX_LENGTH}")
     target = room
     for _ in range(4):  # decoding then re-encoding can merge tokens differently at the cut
-        kept, _cut = truncate_middle(ids, target, protect_tail=min(protect, target))
+        kept = middle_span(len(ids), target, protect_tail=min(protect, target)).apply(ids)  # the fit rule
         out = tokenizer.decode(kept, skip_special_tokens=False, clean_up_tokenization_spaces=False)
         n = len(encode(out))
         if n <= room:
