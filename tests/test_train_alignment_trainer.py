@@ -87,3 +87,76 @@ def test_bf16_autocast_reaches_the_layers(tmp_path):
     AlignmentTrainer(model=model, args=_args(tmp_path, max_steps=1, save_steps=10, bf16=True),
                      train_dataset=data, processing_class=tok).train()
     assert torch.bfloat16 in seen
+
+
+def _save_gemma3(path):
+    """A tiny Gemma-3-style base model: sliding/global layer mix (window shorter than the prompts)."""
+    import transformers
+
+    from longrm_tasks.testing import build_tokenizer
+
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(transformers.Gemma3TextConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, sliding_window=16, layer_types=["sliding_attention", "full_attention"],
+        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None, tie_word_embeddings=False))
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_gemma3_trains_sft_then_alignment_with_shared_context_on_by_default(tmp_path, caplog):
+    import json
+
+    from longrm_tasks.train.recipe import Recipe, Stage
+    from longrm_tasks.train.runner import run_recipe
+
+    base = _save_gemma3(tmp_path / "gemma3")
+    data = tmp_path / "records.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _records(4)))
+    common = {"max_length": 96, "per_device_train_batch_size": 2, "max_steps": 1, "bf16": False, "use_cpu": True,
+              "save_strategy": "no", "disable_tqdm": True, "report_to": "none"}
+    stages = [Stage(name="sft", kind="sft", data=data, args=dict(common)),
+              Stage(name="alignment", kind="alignment", data=data, args={**common, "num_rejected": 2})]
+    recipe = Recipe(path=tmp_path / "r.yaml", name="gemma3", base_model=str(base), output_dir=tmp_path / "out",
+                    stages=stages)
+    with caplog.at_level("WARNING"):
+        results = run_recipe(recipe)
+    assert [r["stage"] for r in results] == ["sft", "alignment"]
+    assert not [r for r in caplog.records if "shared context off" in r.getMessage()]
+    card = (tmp_path / "out" / "alignment" / "README.md").read_text()
+    assert '"share_context": true' in card  # shared, not silently unshared (gradients: test_train_shared_context_families)
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "alignment").config.model_type == "gemma3_text"
+
+
+def test_unshareable_model_is_named_before_training_and_runs_unshared(tmp_path, caplog):
+    import transformers
+
+    from longrm_tasks.train.alignment_trainer import shared_context_preflight
+    from longrm_tasks.train.recipe import Stage
+
+    config = transformers.Qwen3Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, head_dim=8)
+    config.layer_types = ["full_attention", "chunked_attention"]  # a kind of layer the packed layout cannot share
+    config.save_pretrained(tmp_path / "m")
+    stage = Stage(name="align", kind="alignment", data=tmp_path / "d.jsonl", args={})
+    with caplog.at_level("WARNING"):
+        line = shared_context_preflight(stage, str(tmp_path / "m"))
+    assert stage.args["share_context"] is False
+    assert "chunked_attention" in line and "unshared" in line and "\n" not in line
+    assert [r.getMessage() for r in caplog.records] == [line]
+    # a stage that already runs unshared is left alone, silently
+    assert shared_context_preflight(Stage(name="b", kind="alignment", data=tmp_path / "d", args={
+        "share_context": False}), str(tmp_path / "m")) is None
+
+
+def test_trainer_falls_back_to_unshared_in_one_line(tmp_path, caplog):
+    model, tok = build_model(arch="qwen3", hidden=32, layers=2)
+    model.config.layer_types = ["full_attention", "chunked_attention"]
+    data = load_alignment_dataset(_records(2), tok, max_length=96, num_rejected=2)
+    with caplog.at_level("WARNING"):
+        trainer = AlignmentTrainer(model, args=_args(tmp_path), train_dataset=data, processing_class=tok)
+    assert trainer.args.share_context is False
+    assert model.config._attn_implementation == "sdpa"
+    assert sum("shared context off" in r.getMessage() for r in caplog.records) == 1
