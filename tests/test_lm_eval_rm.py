@@ -124,3 +124,88 @@ def test_unknown_model_args_are_rejected_with_the_closest_name(rm_path):
         HFRewardModel(pretrained=str(rm_path), device="cpu", temperature=0.5)
     with pytest.raises(InputError, match="'share_prefx' \\(did you mean 'share_prefix'"):
         HFRewardModel(pretrained=str(rm_path), device="cpu", share_prefx=False)
+
+
+# -- checkpoints hf-rm cannot score: one line each, before anything heavy loads --------------------
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3", "gemma"])
+def test_a_causal_lm_checkpoint_is_refused_naming_the_judge_groups(tmp_path, arch):
+    path = save_tiny_model(tmp_path / arch, kind="causal", arch=arch, hidden=32, layers=1)
+    with pytest.raises(InputError) as err:
+        HFRewardModel(pretrained=str(path), device="cpu")
+    message = str(err.value)
+    assert len(message.splitlines()) == 1
+    assert "causal language model" in message and "long_rewardbench_ll" in message and "long_rewardbench " in message
+    assert str(path) in message
+
+
+def test_a_multi_label_classifier_is_refused(tmp_path):
+    path = save_tiny_model(tmp_path / "cls", kind="seq-cls", arch="qwen2", hidden=32, layers=1, num_labels=3)
+    with pytest.raises(InputError, match="a classifier with 3 outputs, not a scalar reward model"):
+        HFRewardModel(pretrained=str(path), device="cpu")
+
+
+def test_a_tokenizer_without_chat_template_is_one_line(rm_path, tmp_path):
+    tok = AutoTokenizer.from_pretrained(rm_path)
+    tok.chat_template = None
+    tok.save_pretrained(tmp_path / "plain")
+    with pytest.raises(InputError) as err:
+        HFRewardModel(pretrained=str(rm_path), tokenizer=str(tmp_path / "plain"), device="cpu")
+    message = str(err.value)
+    assert len(message.splitlines()) == 1 and "has no chat template" in message and "field 'tokenizer'" in message
+
+
+# -- one model over several devices (accelerate's big-model loading) ------------------------------
+
+def test_parallelize_spreads_the_model_and_scores_the_same(tmp_path, capsys):
+    """With a CPU budget too small for the model, accelerate puts layers on disk and its hooks move
+    weights and activations: the same path a model split over several GPUs takes."""
+    path = save_tiny_model(tmp_path / "rm4", kind="seq-cls", arch="llama", hidden=64, layers=4)
+    requests = _requests()
+    whole = HFRewardModel(pretrained=str(path), device="cpu", dtype="float32")
+    split = HFRewardModel(pretrained=str(path), device="cpu", dtype="float32", parallelize=True,
+                          max_cpu_memory="300KB", offload_folder=str(tmp_path / "offload"))
+    placement = set(split.scorer.model.hf_device_map.values())
+    assert {"cpu", "disk"} <= placement, placement
+    assert [s for s, _ in split.loglikelihood(requests)] == pytest.approx(
+        [s for s, _ in whole.loglikelihood(requests)], abs=1e-5)
+
+
+def test_model_parallel_args_follow_lm_evals_hf_model():
+    from longrm_tasks.adapters.lm_eval_rm import model_parallel_args
+
+    common = dict(max_cpu_memory=None, offload_folder="off", device_map=None)
+    assert model_parallel_args(parallelize=False, max_memory_per_gpu=None, gpus=8, local_rank=0,
+                               local_processes=1, **common) == {}
+    one = model_parallel_args(parallelize=True, max_memory_per_gpu="70GiB", gpus=4, local_rank=0,
+                              local_processes=1, **common)
+    assert one == {"device_map": "auto", "max_memory": {0: "70GiB", 1: "70GiB", 2: "70GiB", 3: "70GiB"},
+                   "offload_folder": "off"}
+    # accelerate launch with 2 processes on 8 GPUs: each process spreads its copy over its 4 GPUs
+    second = model_parallel_args(parallelize=True, max_memory_per_gpu="70GiB", gpus=8, local_rank=1,
+                                 local_processes=2, **common)
+    assert sorted(second["max_memory"]) == [1, 3, 5, 7]
+    explicit = model_parallel_args(parallelize=False, max_memory_per_gpu=None, gpus=0, local_rank=0,
+                                   local_processes=1, **dict(common, device_map="sequential", max_cpu_memory="8GiB"))
+    assert explicit == {"device_map": "sequential", "max_memory": {"cpu": "8GiB"}, "offload_folder": "off"}
+
+
+# -- registration: one table, the same targets as the entry points ---------------------------------
+
+def test_models_are_registered_from_one_table_matching_the_entry_points():
+    import re
+    from pathlib import Path
+
+    from longrm_tasks.adapters.lm_eval_plugin import MODEL_TARGETS
+
+    # (tomllib is Python >= 3.11; the section is plain `name = "module:Class"` lines)
+    text = (Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    section = text.split('[project.entry-points."lm_eval.models"]', 1)[1].split("\n[", 1)[0]
+    declared = dict(re.findall(r'^([\w-]+)\s*=\s*"([^"]+)"', section, flags=re.M))
+    assert declared, "no lm_eval.models entry points in pyproject.toml"
+    assert set(declared) <= set(MODEL_TARGETS)
+    assert {name: MODEL_TARGETS[name] for name in declared} == declared
+    register_models(lm_eval.api.registry)
+    for name in MODEL_TARGETS:
+        assert name in lm_eval.api.registry.model_registry
+    assert get_model("hf-rm") is HFRewardModel
