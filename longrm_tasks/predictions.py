@@ -4,7 +4,8 @@ One JSON object per line with ``output`` (the judge's text, or a list of
 scalar scores in shown order), ``shuffled_order``, ``subset``, ``tasktype``,
 ``subtype`` and ``ctx_length`` — what LCM-Lab's evaluator writes to
 ``{subset}.jsonl`` — optionally ``id``/``index`` (to regroup the orders of one
-item), ``truncated_tokens``, ``skipped`` and ``protocol`` (written by our own runners).
+item), ``truncated_tokens``, ``skipped``, ``overlong``, ``short_budget``, ``thinking`` and
+``protocol`` (written by our own runners).
 
 The reader is strict, because a lenient one turns typos into wrong numbers:
 bools are JSON booleans (``"skipped": "false"`` is an error, not a dropped row),
@@ -146,7 +147,8 @@ def judged_from_prediction(rec, *, parser: str = "reference", path: str | None =
         config=rec["subset"], item_id=f"{path}:{line}" if item_id is None else str(item_id),
         tasktype=tasktype, subtype=subtype, length=rec["ctx_length"], true_ranks=order,
         predicted=predicted, truncated_tokens=_count(rec, "truncated_tokens", where),
-        skipped=_bool(rec, "skipped", where), protocol=protocol,
+        skipped=_bool(rec, "skipped", where), protocol=protocol, overlong=_bool(rec, "overlong", where),
+        short_budget=_bool(rec, "short_budget", where), thinking=_bool(rec, "thinking", where),
     )
 
 

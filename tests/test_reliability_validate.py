@@ -1,8 +1,6 @@
 """`longrm validate` looks across records (duplicate ids) and reports what the loader finds."""
 import json
 
-import pytest
-
 from longrm_tasks.cli import main
 from longrm_tasks.data.synthetic import generate_config
 
@@ -33,7 +31,6 @@ def test_unique_ids_pass_strict(tmp_path, capsys):
     assert "0 warnings" in capsys.readouterr().out
 
 
-@pytest.mark.xfail(reason="the loader's empty-file check (data/loading.py) has not landed yet", strict=False)
 def test_empty_config_file_is_not_silently_valid(tmp_path, capsys):
     folder = _folder(tmp_path, _records())
     (folder / "Summ.jsonl").write_text("")
@@ -42,7 +39,6 @@ def test_empty_config_file_is_not_silently_valid(tmp_path, capsys):
     assert code != 0 and "Summ.jsonl" in captured.out + captured.err
 
 
-@pytest.mark.xfail(reason="the loader's misnamed-file check (data/loading.py) has not landed yet", strict=False)
 def test_misnamed_files_are_reported(tmp_path, capsys):
     folder = _folder(tmp_path, _records())
     _folder(tmp_path, _records(), "summ.jsonl")

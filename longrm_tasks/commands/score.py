@@ -40,13 +40,7 @@ def _protocol(rows) -> str:
 
 
 def score_files(paths, parser: str = "reference", name: str | None = None) -> dict:
-    try:
-        from longrm_tasks.data.provenance import file_sha256
-    except ImportError:  # TEMPORARY until data/provenance.py lands (H2)
-        import hashlib
-
-        def file_sha256(p):
-            return hashlib.sha256(Path(p).read_bytes()).hexdigest()
+    from longrm_tasks.data.provenance import file_sha256
     from longrm_tasks.metrics import compute_metrics
     from longrm_tasks.predictions import expand_paths, read_predictions
 

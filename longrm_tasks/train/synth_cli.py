@@ -102,11 +102,9 @@ def _load_tokenizer(name: str):
 
 
 def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from longrm_tasks.data.provenance import file_sha256
+
+    return file_sha256(path)
 
 
 def _positive(value, option: str) -> None:
