@@ -14,6 +14,11 @@ Formatting and over-long handling are the same as the transformers scorer's
 (`longrm_tasks.rm.formatting`), so both score the same tokens. One difference:
 vLLM pools the last token, transformers the last non-pad token; they differ
 only for a sequence that ends in the pad token.
+
+Written against vLLM's documented offline pooling API (``examples/pooling/reward``,
+``torchrun_dp_example.py``); vLLM cannot be installed on the machines this was
+built on, so it has only been tested against a labelled stand-in engine
+(tests/test_rm_vllm_scorer.py), never on vLLM itself.
 """
 from __future__ import annotations
 
