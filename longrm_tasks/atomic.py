@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
@@ -61,7 +62,18 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write writes whole files: mode 'w' or 'wb', got {mode!r}")
-    target = Path(path)
+    # Through a symlink (results/latest.json -> run3.json) the file it points at is replaced, not the link.
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
+    try:
+        existing = os.stat(target)
+    except (FileNotFoundError, NotADirectoryError):
+        existing = None
+    if existing is not None and not stat.S_ISREG(existing.st_mode) and not stat.S_ISDIR(existing.st_mode):
+        # /dev/null, /dev/stdout, a named pipe: a stream, not a file to replace (renaming over a
+        # device node would destroy it). Write to it directly.
+        with open(target, mode, encoding=None if "b" in mode else encoding) as handle:
+            yield handle
+        return
     folder = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
@@ -69,10 +81,12 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        if existing is not None:  # a replaced file keeps its permissions, as with a plain open()
+            os.chmod(tmp, stat.S_IMODE(existing.st_mode))
+        else:  # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -4,6 +4,7 @@ import json
 import os
 import resource
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -162,3 +163,25 @@ def test_check_writable_names_the_option(tmp_path):
     with atomic_write(target) as handle:
         handle.write("ok")
     assert target.read_text() == "ok"
+
+
+def test_devices_and_pipes_are_written_not_replaced(tmp_path):
+    """`--json /dev/null`, /dev/stdout or a named pipe must never be renamed over (that would replace the
+    device node with a file). Shown on a named pipe: a device node here would risk the real /dev/null."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    write_json(fifo, {"b": 2})
+    assert json.loads(reader.communicate(timeout=10)[0]) == {"b": 2}
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_symlinked_output_replaces_the_file_it_points_at(tmp_path):
+    real = tmp_path / "run3.json"
+    real.write_text("{}")
+    real.chmod(0o640)
+    link = tmp_path / "latest.json"
+    link.symlink_to(real.name)
+    write_json(link, {"run": 3})
+    assert link.is_symlink() and json.loads(real.read_text()) == {"run": 3}
+    assert (real.stat().st_mode & 0o777) == 0o640  # a replaced file keeps its permissions
