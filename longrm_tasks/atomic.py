@@ -62,18 +62,18 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write writes whole files: mode 'w' or 'wb', got {mode!r}")
-    # Through a symlink (results/latest.json -> run3.json) the file it points at is replaced, not the link.
-    target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     try:
-        existing = os.stat(target)
+        existing = os.stat(path)  # follows symlinks: what a plain open() would write to
     except (FileNotFoundError, NotADirectoryError):
         existing = None
     if existing is not None and not stat.S_ISREG(existing.st_mode) and not stat.S_ISDIR(existing.st_mode):
         # /dev/null, /dev/stdout, a named pipe: a stream, not a file to replace (renaming over a
         # device node would destroy it). Write to it directly.
-        with open(target, mode, encoding=None if "b" in mode else encoding) as handle:
+        with open(path, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
         return
+    # Through a symlink (results/latest.json -> run3.json) the file it points at is replaced, not the link.
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
