@@ -211,16 +211,37 @@ class PaperPrompt:
 def paper_prompt(tokenizer, messages: list[dict[str, str]]) -> PaperPrompt:
     """``get_prompt`` of the reference: render, tokenize the whole prompt, head/tail rule, decode.
 
-    ``decode`` is called as the reference calls it (special tokens kept, the
-    tokenizer's own ``clean_up_tokenization_spaces``): on tokenizers that clean
-    up (Llama-3's ``tokenizer_config.json`` sets it true) the text differs from
-    the rendered one around punctuation (``" ."`` -> ``"."``, ``" n't"`` ->
-    ``"n't"``), for every prompt, truncated or not. That is the paper's prompt.
+    Decoded as the reference decoded (`reference_decode`: special tokens kept,
+    the tokenizer's own ``clean_up_tokenization_spaces`` as transformers 4.x
+    applied it): on tokenizers that clean up (Llama-3's ``tokenizer_config.json``
+    sets it true) the text differs from the rendered one around punctuation
+    (``" ."`` -> ``"."``, ``" n't"`` -> ``"n't"``), for every prompt, truncated or
+    not. That is the paper's prompt.
     """
     text, special = render_paper_text(tokenizer, messages)
     ids = tokenizer(text, add_special_tokens=special)["input_ids"]
     span = paper_span(len(ids))
-    return PaperPrompt(tokenizer.decode(span.apply(ids)), len(ids), span.dropped)
+    return PaperPrompt(reference_decode(tokenizer, span.apply(ids)), len(ids), span.dropped)
+
+
+def clean_up_tokenization(out_string: str) -> str:
+    """transformers 4.x ``PreTrainedTokenizerBase.clean_up_tokenization``, verbatim."""
+    return (out_string.replace(" .", ".").replace(" ?", "?").replace(" !", "!").replace(" ,", ",")
+            .replace(" ' ", "'").replace(" n't", "n't").replace(" 'm", "'m").replace(" 's", "'s")
+            .replace(" 've", "'ve").replace(" 're", "'re"))
+
+
+def reference_decode(tokenizer, ids: Sequence[int]) -> str:
+    """``tokenizer.decode(ids)`` as the reference's transformers 4.x did it.
+
+    4.x applied `clean_up_tokenization` whenever the tokenizer's
+    ``clean_up_tokenization_spaces`` was true (Llama-3's is); transformers 5
+    skips it for BPE tokenizers. The paper's prompts were decoded by 4.x (its
+    ``apply_chat_template(tokenize=True)`` returned a list), so the clean-up is
+    applied here, whatever transformers is installed.
+    """
+    text = tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    return clean_up_tokenization(text) if getattr(tokenizer, "clean_up_tokenization_spaces", False) else text
 
 
 # ------------------------------------------------------------------ the model's context
