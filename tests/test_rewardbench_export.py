@@ -121,3 +121,68 @@ def test_export_bad_input_is_one_line_exit_2(tmp_path, capsys):
     assert main(["rewardbench", "export", "--data", str(data), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Math.jsonl:" in err and "invalid JSON" in err
+
+
+# -- validate before destroy: bad selections never touch the previous export ----------------------
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture()
+def previous(tmp_path):
+    out = tmp_path / "export"
+    assert main(["rewardbench", "export", "--data", "sample", "--out", str(out)]) == 0
+    return out, _snapshot(out)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--tasktypes", "pairwise", "did you mean 'PairWise'?"),
+    ("--lengths", "4K", "did you mean '4k'?"),
+    ("--subtypes", "Same", "did you mean 'same'?"),
+    ("--configs", "longqa", "did you mean 'LongQA'?"),
+    ("--tasktypes", ",", "empty list of values"),
+])
+def test_unknown_filter_values_are_one_line_naming_the_closest(previous, capsys, option, value, message):
+    out, before = previous
+    assert main(["rewardbench", "export", "--data", "sample", "--out", str(out), option, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"field '{option}'" in err and message in err
+    assert _snapshot(out) == before
+
+
+def test_a_selection_matching_nothing_is_an_error_and_keeps_the_previous_export(previous, capsys):
+    out, before = previous
+    assert main(["rewardbench", "export", "--data", "sample", "--out", str(out),
+                 "--configs", "Math", "--tasktypes", "BestOfN"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no items match --configs Math, --tasktypes BestOfN" in err
+    assert _snapshot(out) == before
+    with pytest.raises(InputError, match="no items to export"):
+        export_items([], out)
+    assert _snapshot(out) == before
+
+
+def test_a_failed_write_leaves_the_previous_export_whole(previous, sample, monkeypatch):
+    """Fault injection: the disk fills up while the manifest (the last file) is written."""
+    import errno
+
+    import longrm_tasks.atomic
+
+    out, before = previous
+
+    def disk_full(path, obj, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(longrm_tasks.atomic, "write_json", disk_full)
+    with pytest.raises(OSError):
+        export_items([it for it in sample if it.config == "Math"], out)
+    assert _snapshot(out) == before  # no new file swapped in, no staging folder left behind
+
+
+def test_out_must_be_a_folder(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("keep me")
+    assert main(["rewardbench", "export", "--data", "sample", "--out", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is a file" in err and target.read_text() == "keep me"

@@ -181,3 +181,62 @@ def test_bad_scores_are_one_line_exit_2(tmp_path, capsys, row, message):
     assert main(["rewardbench", "score", "--scores", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{path}:2" in err and message in err
+
+
+# -- one model per call, outputs checked up front and written atomically --------------------------
+
+def test_two_models_score_files_are_refused_never_mixed(exported, tmp_path, capsys):
+    out, rb1, rb2, scores = exported
+    model_a = tmp_path / "a"
+    model_b = tmp_path / "b"
+    model_a.mkdir(), model_b.mkdir()
+    _write_rewardbench_outputs(model_a, rb1, rb2, scores)
+    rng = random.Random(7)
+    other = {k: _random_scores(rng, len(v)) for k, v in scores.items()}
+    _write_rewardbench_outputs(model_b, rb1, rb2, other)
+    res = tmp_path / "r.json"
+    assert main(["rewardbench", "score", "--scores", str(model_a / "m_outputs.jsonl"),
+                 str(model_b / "m_outputs.jsonl"), "--export", str(out), "--json", str(res)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot be mixed" in err and not res.exists()
+    # two RewardBench JSONs that name different models
+    (model_b / "m.json").write_text((model_b / "m.json").read_text().replace('"org/m"', '"org/other"'))
+    assert main(["rewardbench", "score", "--scores", str(model_a / "m.json"), str(model_b / "m.json"),
+                 "--export", str(out)]) == 2
+    assert "'org/other', but an earlier file holds 'org/m'" in capsys.readouterr().err
+    # one model split over two files (pairs + best-of-N) is still one run
+    assert main(["rewardbench", "score", "--scores", str(model_a / "m_outputs.jsonl"), str(model_a / "m.json"),
+                 "--export", str(out), "--quiet"]) == 0
+
+
+def test_a_repeated_rewardbench_row_counts_once_for_the_paper_metrics_too(exported, tmp_path):
+    out, rb1, rb2, scores = exported
+    cli, v2 = _write_rewardbench_outputs(tmp_path, rb1, rb2, scores)
+    base, dup = tmp_path / "base.json", tmp_path / "dup.json"
+    assert main(["rewardbench", "score", "--scores", str(cli), str(v2), "--export", str(out),
+                 "--paper-json", str(base), "--quiet"]) == 0
+    with open(cli, "a") as fh:
+        fh.write(cli.read_text().splitlines()[0] + "\n")
+    assert main(["rewardbench", "score", "--scores", str(cli), str(v2), "--export", str(out),
+                 "--paper-json", str(dup), "--quiet"]) == 0
+    assert json.loads(dup.read_text()) == json.loads(base.read_text())
+
+
+@pytest.mark.parametrize("bad", ["folder", "under_file", "missing_parent"])
+def test_output_paths_are_checked_before_anything_is_read(tmp_path, capsys, bad):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    target = {"folder": tmp_path, "under_file": blocker / "r.json",
+              "missing_parent": tmp_path / "nowhere" / "r.json"}[bad]
+    # the scores file does not even exist: the output path is what gets reported
+    assert main(["rewardbench", "score", "--scores", str(tmp_path / "absent.jsonl"), "--json", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "field '--json'" in err
+
+
+def test_paper_json_without_metadata_is_an_error_not_a_missing_file(tmp_path, capsys):
+    path = tmp_path / "s.jsonl"
+    path.write_text(json.dumps({"id": "a", "subset": "S", "scores_chosen": 2.0, "scores_rejected": 1.0}) + "\n")
+    paper = tmp_path / "paper.json"
+    assert main(["rewardbench", "score", "--scores", str(path), "--paper-json", str(paper)]) == 2
+    assert "no paper metrics to write" in capsys.readouterr().err and not paper.exists()

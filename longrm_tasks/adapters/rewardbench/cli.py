@@ -1,8 +1,9 @@
 """`longrm rewardbench export|score`: Long-RewardBench in RewardBench's formats and numbers."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from longrm_tasks.errors import InputError
 
 HELP = "export Long-RewardBench as RewardBench 1/2 files; score per-candidate scores the RewardBench way"
 
@@ -43,12 +44,15 @@ def run(args) -> int:
 
 
 def _export(args) -> int:
-    from longrm_tasks.adapters.rewardbench.export import export_items
-    from longrm_tasks.data import load_benchmark, select
+    from longrm_tasks.adapters.rewardbench.export import CONFIGS, export_items, parse_filter, select_checked
+    from longrm_tasks.data import load_benchmark
 
-    configs = args.configs.split(",") if args.configs else None
+    # Validate before destroy: every filter value and the selection are checked before the
+    # previous export in --out is touched (export_items then swaps complete files in).
+    configs = parse_filter("--configs", args.configs, CONFIGS)
     bench = load_benchmark(args.data, configs=configs)
-    items = select(bench.items, tasktypes=args.tasktypes, subtypes=args.subtypes, lengths=args.lengths)
+    items = select_checked(bench, configs=args.configs, tasktypes=args.tasktypes, subtypes=args.subtypes,
+                           lengths=args.lengths)
     for w in bench.warnings:
         print(f"warning: {w}")
     summary = export_items(items, args.out, source=bench.source)
@@ -63,20 +67,26 @@ def _export(args) -> int:
 
 def _score(args) -> int:
     from longrm_tasks.adapters.rewardbench.score import attach_export, read_scores, results_json, score
+    from longrm_tasks.atomic import check_writable, write_json, write_text
 
+    # Output paths are checked before any work; both files are written atomically.
+    for option, path in (("--json", args.json), ("--paper-json", args.paper_json)):
+        if path:
+            check_writable(path, option)
+    if args.json and args.paper_json and Path(args.json).resolve() == Path(args.paper_json).resolve():
+        raise InputError("--json and --paper-json name the same file", path=args.json, field="--paper-json")
     scored, found = read_scores(args.scores)
     missing = attach_export(scored, args.export) if args.export else []
     results = score(scored, model=args.model or found.get("model") or Path(args.scores[0]).stem,
                     model_type=args.model_type or found.get("model_type") or "Seq. Classifier",
                     chat_template=args.chat_template or found.get("chat_template") or "tokenizer")
     results.missing = missing
+    if args.paper_json and results.paper is None:
+        raise InputError(f"no paper metrics to write: {results.no_paper_reason}", field="--paper-json")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(results_json(results) + "\n", encoding="utf-8")
-    if args.paper_json and results.paper is not None:
-        Path(args.paper_json).parent.mkdir(parents=True, exist_ok=True)
-        payload = {"model": results.rewardbench["model"], **results.paper}
-        Path(args.paper_json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        write_text(args.json, results_json(results) + "\n")
+    if args.paper_json:
+        write_json(args.paper_json, {"model": results.rewardbench["model"], **results.paper})
     if not args.quiet:
         _print(results)
     return 0

@@ -29,16 +29,17 @@ never written: the loader would rename them to ``prompt``.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
+import shutil
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from longrm_tasks.data.schema import Item
-from longrm_tasks.errors import InputError
+from longrm_tasks.data.schema import BON_SUBTYPES, CONFIGS, LENGTH_BUCKETS, TASKTYPES, Item
+from longrm_tasks.errors import InputError, closest_name
 
 RB1_FILE = "rewardbench1.jsonl"
 RB2_FILE = "rewardbench2.jsonl"
@@ -182,6 +183,53 @@ def check_rewardbench2(rec, *, path: str | None = None, line: int | None = None)
         _fail(f"expected 'Config/bon-{n}', got {rec['subset']!r}", where, "subset")
 
 
+# ---------------------------------------------------------------- selection
+
+def parse_filter(option: str, raw: str | None, known: Sequence[str]) -> list[str] | None:
+    """Comma-separated values of ``option``, each one of ``known`` (exact spelling), or None when not given.
+
+    A value nobody has (``pairwise``, ``4K``) would match nothing and export an
+    empty file set, so it is an error naming the closest known value.
+    """
+    if raw is None:
+        return None
+    values = [v.strip() for v in str(raw).split(",") if v.strip()]
+    if not values:
+        raise InputError("empty list of values", field=option)
+    for value in values:
+        if value not in known:
+            guess = closest_name(value, known)
+            hint = f"did you mean {guess!r}? " if guess else ""
+            raise InputError(f"unknown value {value!r}; {hint}known: {', '.join(known)}", field=option)
+    return values
+
+
+def known_subtypes(items: Iterable[Item]) -> list[str]:
+    """Subtypes a selection may name: ``same``, ``diff`` (every other pair subtype), the Best-of-N
+    sizes, and every subtype the loaded items actually have."""
+    seen = sorted({it.subtype for it in items} - {"same", "diff", *BON_SUBTYPES})
+    return ["same", "diff", *BON_SUBTYPES, *seen]
+
+
+def select_checked(bench, *, configs: str | None = None, tasktypes: str | None = None,
+                   subtypes: str | None = None, lengths: str | None = None) -> list[Item]:
+    """The PairWise/BestOfN items matching every filter; unknown filter values and an empty result are errors."""
+    from longrm_tasks.data import select
+
+    tasktypes_ = parse_filter("--tasktypes", tasktypes, TASKTYPES)
+    lengths_ = parse_filter("--lengths", lengths, LENGTH_BUCKETS)
+    subtypes_ = parse_filter("--subtypes", subtypes, known_subtypes(bench.items))
+    configs_ = parse_filter("--configs", configs, CONFIGS)
+    items = select(bench.items, configs=configs_, tasktypes=tasktypes_, subtypes=subtypes_, lengths=lengths_)
+    if not items:
+        given = ", ".join(f"--{name} {value}" for name, value in (("configs", configs), ("tasktypes", tasktypes),
+                                                                  ("subtypes", subtypes), ("lengths", lengths))
+                          if value)
+        raise InputError(f"no items match {given or 'the selection'} among the {len(bench.items)} items of "
+                         f"{bench.source}; nothing was exported", field="selection")
+    return items
+
+
 # ---------------------------------------------------------------- writing
 
 @dataclass
@@ -209,12 +257,6 @@ def _unique_ids(items: Sequence[Item], renamed: list[str]) -> list[str]:
     return ids
 
 
-def _write(path: Path, records: Iterable[dict]) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-
-
 def read_export(out_dir: str | os.PathLike) -> dict[str, list[dict]]:
     """Both exported files (those present), each validated line by line."""
     from longrm_tasks.jsonl import iter_jsonl
@@ -234,38 +276,73 @@ def read_export(out_dir: str | os.PathLike) -> dict[str, list[dict]]:
     return out
 
 
+def _prepare_out_dir(out: Path) -> None:
+    """Create ``out`` (and parents) or fail in one line; nothing in it is touched."""
+    if out.exists() and not out.is_dir():
+        raise InputError("is a file, expected a folder for the export", path=str(out), field="--out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"cannot create the export folder ({err.strerror or err})", path=str(out),
+                         field="--out") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError("folder is not writable", path=str(out), field="--out")
+
+
 def export_items(items: Sequence[Item], out_dir: str | os.PathLike, *, source: str = "") -> ExportSummary:
     """Write every PairWise item to ``rewardbench1.jsonl`` and every BestOfN item to
-    ``rewardbench2.jsonl`` (a file only when it has records) plus ``manifest.json``,
-    then read them back and verify each item appears exactly once."""
+    ``rewardbench2.jsonl`` (a file only when it has records) plus ``manifest.json``.
+
+    Validate before destroy: the new files are written and read back (each item
+    exactly once) in a staging folder inside ``out_dir``; only then do they
+    replace the previous export's files (one atomic rename each, the manifest
+    last), and a file of the previous export that the new selection does not
+    produce is removed. An error or a kill before that leaves the previous
+    export as it was.
+    """
+    from longrm_tasks.atomic import write_json, write_jsonl
+
+    if not items:
+        raise InputError("no items to export; the previous export (if any) is left as it was", field="selection")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    _prepare_out_dir(out)
     summary = ExportSummary(out_dir=str(out))
     ids = _unique_ids(items, summary.renamed_ids)
     groups = {"rewardbench1": (RB1_FILE, "PairWise", rewardbench1_record),
               "rewardbench2": (RB2_FILE, "BestOfN", rewardbench2_record)}
     expected: Counter = Counter()
-    for key, (name, tasktype, build) in groups.items():
-        records = []
-        for it, rid in zip(items, ids):
-            if it.tasktype == tasktype:
-                records.append(dict(build(it), id=rid))
-                expected[rid] += 1
-        path = out / name
-        if path.exists():
-            path.unlink()  # never leave a stale file from an earlier selection next to the new one
-        if records:
-            _write(path, records)
-            summary.files[key] = str(path)
-        for rec in records:
-            summary.counts[rec["subset"]] = summary.counts.get(rec["subset"], 0) + 1
-    if sum(expected.values()) != len(items):
-        raise InputError(f"{len(items) - sum(expected.values())} items are neither PairWise nor BestOfN")
-    written = Counter(rec["id"] for rows in read_export(out).values() for rec in rows) if items else Counter()
-    if written != expected:  # an internal invariant: every item exactly once
-        raise RuntimeError(f"export mismatch: missing {sorted(expected - written)[:5]}, "
-                           f"extra {sorted(written - expected)[:5]}")
-    manifest = {"source": source, "items": len(items), "files": {k: Path(v).name for k, v in summary.files.items()},
-                "counts": dict(sorted(summary.counts.items())), "renamed_ids": summary.renamed_ids}
-    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    staging = Path(tempfile.mkdtemp(prefix=".export-", suffix=".tmp", dir=out))
+    try:
+        produced = []
+        for key, (name, tasktype, build) in groups.items():
+            records = []
+            for it, rid in zip(items, ids):
+                if it.tasktype == tasktype:
+                    records.append(dict(build(it), id=rid))
+                    expected[rid] += 1
+            if records:
+                write_jsonl(staging / name, records)
+                produced.append(name)
+                summary.files[key] = str(out / name)
+            for rec in records:
+                summary.counts[rec["subset"]] = summary.counts.get(rec["subset"], 0) + 1
+        if sum(expected.values()) != len(items):
+            raise InputError(f"{len(items) - sum(expected.values())} items are neither PairWise nor BestOfN")
+        written = Counter(rec["id"] for rows in read_export(staging).values() for rec in rows)
+        if written != expected:  # an internal invariant: every item exactly once
+            raise RuntimeError(f"export mismatch: missing {sorted(expected - written)[:5]}, "
+                               f"extra {sorted(written - expected)[:5]}")
+        manifest = {"source": source, "items": len(items),
+                    "files": {k: Path(v).name for k, v in summary.files.items()},
+                    "counts": dict(sorted(summary.counts.items())), "renamed_ids": summary.renamed_ids}
+        write_json(staging / MANIFEST_FILE, manifest)
+        # The swap: every new file is complete; the manifest goes last and marks the export as whole.
+        for name in produced:
+            os.replace(staging / name, out / name)
+        for name in (RB1_FILE, RB2_FILE):
+            if name not in produced and (out / name).exists():
+                (out / name).unlink()  # a stale file of an earlier, wider selection
+        os.replace(staging / MANIFEST_FILE, out / MANIFEST_FILE)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return summary

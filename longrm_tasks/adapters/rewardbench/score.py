@@ -191,12 +191,41 @@ def read_scores(paths: Iterable[str | os.PathLike]) -> tuple[list[Scored], dict]
                 if not isinstance(obj, dict):
                     raise InputError("expected a JSON object", path=str(f))
                 rows, meta = _columns_to_rows(obj, str(f))
+                _check_same_model(found, meta, str(f))
                 for k, v in meta.items():
                     found.setdefault(k, v)
                 out.extend(_from_row(r, str(f), i + 1) for i, r in enumerate(rows))
             else:
                 out.extend(_from_row(r, str(f), lineno) for lineno, r in iter_jsonl(f))
+    _check_one_run(out)
     return out, found
+
+
+def _check_same_model(found: dict, meta: dict, path: str) -> None:
+    if "model" in meta and "model" in found and meta["model"] != found["model"]:
+        raise InputError(f"scores of model {meta['model']!r}, but an earlier file holds {found['model']!r}: "
+                         f"score one model per `longrm rewardbench score` call (models are never mixed)",
+                         path=path)
+
+
+def _check_one_run(scored: Sequence[Scored]) -> None:
+    """Refuse files that score the same item: two models' (or two runs') scores would be mixed.
+
+    One run may be split over files (pairs in ``{model}_outputs.jsonl``, best-of-N
+    in ``run_v2``'s JSON) but then every item is in one file; the same item in two
+    files is a second run, and averaging it in would produce numbers of no model
+    (and, for the paper metrics, fake both-orders statistics).
+    """
+    file_of: dict[str, str] = {}
+    for s in scored:
+        if s.id is None:
+            continue
+        path = s.where.rsplit(":", 1)[0] if s.where.rsplit(":", 1)[-1].isdigit() else s.where
+        first = file_of.setdefault(s.id, path)
+        if first != path:
+            raise InputError(f"item {s.id!r} is also scored in {first}: two runs (two models, or one model twice) "
+                             f"cannot be mixed; score each with its own `longrm rewardbench score` call",
+                             path=path)
 
 
 # ---------------------------------------------------------------- joining with an export
@@ -297,7 +326,10 @@ def score(scored: list[Scored], *, model: str, model_type: str = "Seq. Classifie
     if clash:
         raise InputError(f"subset name(s) {sorted(clash)} collide with RewardBench's result keys")
     rb = {"model": model, "model_type": model_type, "chat_template": chat_template, **values}
-    rows = _paper_rows(scored)
+    # Each RewardBench row counts once for the paper metrics too (as above); our prediction rows
+    # carry their shown order, so an item shown in both orders is two presentations, both kept.
+    kept = {id(s) for s in first.values()}
+    rows = _paper_rows([s for s in scored if s.prediction is not None or id(s) in kept])
     # Orders as shown: our predictions record theirs; RewardBench's outputs are scored in the paper's order.
     orders = "paper" if all(s.prediction is None for s in scored) else None
     paper = compute_metrics(rows, orders=orders) if rows else None
