@@ -140,7 +140,7 @@ def verdict_request(tokenizer, kind: str, n: int, prompt_tail: str = "") -> Verd
     if not reason:
         return VerdictRequest(OPENING, list(letters), True)
     name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
-    key = (name, kind, n, reason)
+    key = (id(tokenizer), kind, n)  # once per tokenizer and verdict shape, whatever the prompt's tail
     if key not in _warned:
         _warned.add(key)
         log.warning("long_rewardbench_ll: with tokenizer %s the %s verdict letters are not one token each after "
