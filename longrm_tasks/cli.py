@@ -154,12 +154,28 @@ def guarded(command: str, fn: Callable[[], int | None]) -> int:
             line, code = "error: out of memory", EXIT_INTERNAL
         else:
             detail = str(err).splitlines()[0] if str(err) else ""
-            line = (f"internal error: {type(err).__name__}: {detail} "
-                    f"(a bug; rerun with {DEBUG_ENV}=1 for the traceback and please report it)")
+            origin = _raised_in(err)
+            if origin and origin != "longrm_tasks":  # lm-eval, transformers, ... refused something
+                line = (f"error: {origin}: {type(err).__name__}: {detail} "
+                        f"(rerun with {DEBUG_ENV}=1 for the traceback)")
+            else:
+                line = (f"internal error: {type(err).__name__}: {detail} "
+                        f"(a bug; rerun with {DEBUG_ENV}=1 for the traceback and please report it)")
             code = EXIT_INTERNAL
         _flush_quietly(sys.stdout)
         print(prefix + " ".join(line.split("\n")), file=sys.stderr)
         return code
+
+
+def _raised_in(err: BaseException) -> str | None:
+    """Top-level package of the innermost frame that raised ``err`` (None when unknown)."""
+    tb = err.__traceback__
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    name = tb.tb_frame.f_globals.get("__name__") or ""
+    return name.split(".")[0] or None
 
 
 def _flush_quietly(stream) -> None:

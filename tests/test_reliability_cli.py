@@ -166,3 +166,13 @@ def test_broken_pipe_is_quiet(preds):
                           shell=True, capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200"))
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_errors_raised_inside_another_package_name_it(monkeypatch, capsys, preds):
+    import longrm_tasks.commands.score as score
+
+    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    monkeypatch.setattr(score, "run", lambda args: json.loads("{not json"))
+    assert cli.main(["score", "--predictions", str(preds)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("longrm score: error: json: JSONDecodeError")

@@ -58,6 +58,8 @@ def score_files(paths, parser: str = "reference", name: str | None = None) -> di
 def run(args) -> int:
     from longrm_tasks.atomic import check_writable, write_json
 
+    if args.json is not None and not args.json.strip():
+        raise InputError("empty path", field="--json")
     if args.json:  # validate before any work, and long before anything is replaced
         check_writable(args.json, "--json", make_parents=True)
     result = score_files(args.predictions, args.parser, args.name)
