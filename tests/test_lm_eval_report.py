@@ -13,7 +13,7 @@ from longrm_tasks.adapters.lm_eval_report import export_predictions, load_lm_eva
 from longrm_tasks.commands.score import score_files  # noqa: E402
 from longrm_tasks.errors import InputError  # noqa: E402
 from longrm_tasks.predictions import read_predictions  # noqa: E402
-from longrm_tasks.report.runs import load_run  # noqa: E402
+from longrm_tasks.report.runs import load_run, load_runs  # noqa: E402
 from longrm_tasks.testing import save_tiny_model  # noqa: E402
 
 TASK_DIR = Path(__file__).resolve().parents[1] / "task_yamls"
@@ -23,14 +23,14 @@ PAPER_KEYS = ["AVG", "PairWise Avg", "Rank Avg", "Same", "Diff", "Rank2", "Rank3
 
 @pytest.fixture(scope="module")
 def ll_run(tmp_path_factory):
-    """The whole `long_rewardbench_ll` group on the bundled sample, both orders, prompts cut to 1,024 tokens."""
+    """The whole `long_rewardbench_ll` group on the bundled sample, both orders, prompts cut to 1,024 tokens (fit)."""
     import lm_eval
     from lm_eval.loggers import EvaluationTracker
     from lm_eval.tasks import TaskManager
 
     root = tmp_path_factory.mktemp("lm_eval_ll")
     model = save_tiny_model(root / "tiny", hidden=32, layers=1, max_positions=4096)
-    meta = {"pretrained": str(model), "data_dir": "sample", "order": "both", "max_length": 1024}
+    meta = {"pretrained": str(model), "data_dir": "sample", "order": "both", "max_length": 1024, "protocol": "fit"}
     results = lm_eval.simple_evaluate(
         model="hf", model_args={"pretrained": str(model), "max_length": 1024}, tasks=["long_rewardbench_ll"],
         task_manager=TaskManager(include_path=str(TASK_DIR), include_defaults=False, metadata=meta),
@@ -101,3 +101,94 @@ def test_not_an_lm_eval_folder(tmp_path):
     assert load_lm_eval_run(tmp_path) is None
     (tmp_path / "results_2024.json").write_text(json.dumps({"results": {"hellaswag": {"acc,none": 0.5}}}))
     assert load_lm_eval_run(tmp_path) is None
+
+
+# ------------------------------------------------------------------ folders as users leave them
+
+
+def _copy_run(out: Path, dest: Path, date: str | None = None) -> Path:
+    """Copy the fixture's results + samples into ``dest`` (optionally re-stamped with another date)."""
+    import shutil
+
+    [results_file] = list(out.rglob("results_*.json"))
+    old = results_file.name[len("results_"):-len(".json")]
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in results_file.parent.iterdir():
+        shutil.copy(f, dest / (f.name.replace(old, date) if date else f.name))
+    return dest
+
+
+def _samples(folder: Path) -> Path:
+    [f] = [p for p in folder.glob("samples_long_rewardbench_ll_all_*.jsonl")]
+    return f
+
+
+def test_every_results_file_in_a_folder_is_a_run(ll_run, tmp_path):
+    out, _, _ = ll_run
+    _copy_run(out, tmp_path / "runs" / "tiny")
+    _copy_run(out, tmp_path / "runs" / "tiny", date="2031-01-01T00-00-00.000000")
+    runs = load_runs(str(tmp_path / "runs"))
+    assert [r.judge for r in runs] == ["ll", "ll"] and len({r.source for r in runs}) == 2
+    assert runs[0].metrics["AVG"] == runs[1].metrics["AVG"]
+    with pytest.raises(InputError, match="names one run but this path holds 2"):
+        load_runs(str(tmp_path / "runs"), name="mine")
+    with pytest.raises(InputError, match="pick one results file"):
+        load_run(str(tmp_path / "runs"))
+
+
+def test_items_sharing_an_id_are_all_scored(ll_run, tmp_path):
+    out, results, _ = ll_run
+    folder = _copy_run(out, tmp_path / "dup")
+    lines = _samples(folder).read_text().splitlines()
+    rows = [json.loads(x) for x in lines]
+    pair = [r for r in rows if r["doc"]["tasktype"] == "PairWise"]
+    first, other = pair[0]["doc"], next(r["doc"] for r in pair if r["doc"]["id"] != pair[0]["doc"]["id"]
+                                        and r["doc"]["config"] == pair[0]["doc"]["config"])
+    victim = other["id"]
+    for r in rows:  # the second item takes the first one's id, in both of its presentations
+        if r["doc"]["config"] == first["config"] and r["doc"]["id"] == victim:
+            r["doc"]["id"] = first["id"]
+    _samples(folder).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = load_run(str(folder))
+    assert run.metrics["extra"]["presentations"] == 116  # nothing vanished
+    assert run.metrics["AVG"] == pytest.approx(results["results"]["long_rewardbench_ll_all"]["AVG,none"], abs=1e-12)
+    assert any("shared by more than one item" in w for w in run.warnings)
+
+
+@pytest.mark.parametrize("damage", ["drop5", "repeat1"])
+def test_samples_must_match_lm_evals_count(ll_run, tmp_path, damage):
+    out, _, _ = ll_run
+    folder = _copy_run(out, tmp_path / damage)
+    lines = _samples(folder).read_text().splitlines(keepends=True)
+    lines = lines[:-5] if damage == "drop5" else lines + lines[:1]
+    _samples(folder).write_text("".join(lines))
+    want = "has 111 rows but lm-eval evaluated 116" if damage == "drop5" else "has 117 rows but lm-eval evaluated 116"
+    with pytest.raises(InputError, match=want):
+        load_runs(str(folder))
+    [run] = load_runs(str(folder), use_samples=False)  # the way out the message names: lm-eval's own numbers
+    assert "--no-samples" in run.warnings[0]
+
+
+def test_order_both_results_alone_report_without_crashing(ll_run, tmp_path, capsys):
+    from longrm_tasks.cli import main
+
+    out, results, _ = ll_run
+    [results_file] = list(out.rglob("results_*.json"))
+    assert main(["report", str(results_file), "--no-samples", "--markdown", str(tmp_path / "r.md")]) == 0
+    shown = capsys.readouterr().out
+    consistent = results["results"]["long_rewardbench_ll_all"]["extra/consistent_accuracy,none"]
+    assert f"consistent accuracy {100 * consistent:.1f}%" in shown
+
+
+def test_run_carries_protocol_and_data_provenance(ll_run, capsys):
+    from longrm_tasks.cli import main
+    from longrm_tasks.data import load_benchmark
+
+    out, _, _ = ll_run
+    run = load_run(str(out))
+    assert run.protocol == "fit" and run.settings["order"] == "both"
+    assert run.provenance is not None and run.provenance.source == "sample"
+    assert run.provenance.files == load_benchmark("sample").provenance.files
+    assert main(["report", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "protocol fit" in shown and "≠ paper" in shown and "the bundled sample" in shown

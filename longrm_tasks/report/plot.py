@@ -1,34 +1,107 @@
-"""PNG plot: PairWise accuracy against context length, one line per run, chance at 50 %."""
+"""Plot: PairWise accuracy against context length, one line per run, with n and a 95 % interval per point.
+
+A point holds a handful of pairs on small runs (1-7 on the bundled sample),
+so a swing from 14 % to 67 % can be noise: each point shows its number of
+PairWise presentations and a Wilson score interval (the usual interval for a
+proportion; it stays inside [0, 100] and is honest at n = 1). A run whose
+outputs were all unparsed has no accuracy to draw: it is listed as such, not
+drawn as 0 %. Empty buckets are gaps.
+"""
 from __future__ import annotations
 
+import math
 import os
 from typing import Sequence
 
 from longrm_tasks.data.schema import LENGTH_BUCKETS
 from longrm_tasks.report.layout import Run
 
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a proportion (fractions in [0, 1]); (nan, nan) for n = 0."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = min(max(successes / n, 0.0), 1.0)
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def all_unparsed(run: Run) -> bool:
+    """No PairWise verdict was read at all (a random model, a wrong chat template, a judge cut short)."""
+    e = run.metrics.get("extra", {})
+    n_pair = e.get("counts", {}).get("PairWise Avg")
+    return bool(n_pair) and e.get("unparsed_rate_pairwise", 0) >= 1.0
+
+
+def length_points(run: Run) -> list[tuple[int, float, int | None, tuple[float, float] | None]]:
+    """(bucket index, accuracy %, n, 95 % interval in %) for each non-empty bucket of a run."""
+    points = []
+    for i, bucket in enumerate(LENGTH_BUCKETS):
+        value, n = run.value(bucket), run.count(bucket)
+        if value is None:
+            continue
+        interval = None
+        if n:
+            lo, hi = wilson_interval(value * n, n)
+            interval = (100 * lo, 100 * hi)
+        points.append((i, 100 * value, n, interval))
+    return points
+
 
 def plot_length_curve(runs: Sequence[Run], path: str | os.PathLike) -> None:
+    """Write the plot of every run, overlaid; the format follows the suffix (.png, .pdf, .svg)."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless: never needs a display
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    drawn = [r for r in runs if not all_unparsed(r) and length_points(r)]
+    missing = [r for r in runs if r not in drawn]
+    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=130)
     xs = list(range(len(LENGTH_BUCKETS)))
-    for run in runs:
-        counts = run.metrics.get("extra", {}).get("counts", {})
-        # Empty buckets are gaps, not zeros: the reference's 0 there is "no data".
-        ys = [100 * run.metrics[b] if counts.get(b, 1) else float("nan") for b in LENGTH_BUCKETS]
-        ax.plot(xs, ys, marker="o", label=run.name)
-    ax.axhline(50, color="grey", linestyle="--", linewidth=1, label="chance (50%)")
-    ax.set_xticks(xs, LENGTH_BUCKETS)
-    ax.set_ylim(0, 100)
-    ax.set_xlabel("context length")
+    ax.axhline(50, color="0.45", linestyle="--", linewidth=1, zorder=1)
+    ax.text(len(xs) - 0.45, 51, "chance (50%)", color="0.35", fontsize=8, ha="right", va="bottom")
+    # n per bucket: under the tick label when every drawn run has the same n there, else beside each point.
+    per_bucket = [{n for r in drawn for i, _, n, _ in length_points(r) if i == b} for b in xs]
+    shared_n = all(len(ns) <= 1 for ns in per_bucket) and any(ns - {None} for ns in per_bucket)
+    spread = 0.22 if len(drawn) > 1 else 0.0  # dodge runs sideways so their intervals do not hide each other
+    for k, run in enumerate(drawn):
+        shift = (k - (len(drawn) - 1) / 2) * (spread / max(len(drawn) - 1, 1))
+        points = length_points(run)
+        px = [i + shift for i, *_ in points]
+        py = [v for _, v, _, _ in points]
+        unparsed = run.metrics.get("extra", {}).get("unparsed_rate_pairwise")
+        label = run.name + (f"  ({100 * unparsed:.0f}% unparsed)" if unparsed else "")
+        line, = ax.plot(px, py, marker="o", markersize=5, linewidth=1.6, label=label, zorder=3)
+        for x, (_, v, n, interval) in zip(px, points):
+            if interval:
+                ax.errorbar(x, v, yerr=[[v - interval[0]], [interval[1] - v]], color=line.get_color(),
+                            capsize=3, linewidth=1, alpha=0.55, zorder=2)
+            if n is not None and not shared_n:
+                ax.annotate(f"n={n}", (x, v), textcoords="offset points", xytext=(5, -3), fontsize=7,
+                            color=line.get_color(), ha="left", va="top")
+    for run in missing:
+        why = "no verdict parsed" if all_unparsed(run) else "no PairWise item"
+        ax.plot([], [], linestyle="none", marker="x", color="0.5", label=f"{run.name}: {why}, not plotted")
+    if shared_n:
+        ticks = [f"{b}\nn={next(iter(ns))}" if ns and None not in ns else b for b, ns in zip(LENGTH_BUCKETS, per_bucket)]
+    else:
+        ticks = list(LENGTH_BUCKETS)
+    ax.set_xticks(xs, ticks)
+    ax.set_xlim(-0.5, len(xs) - 0.5)  # every marker, 4k and 128k included, inside the axes
+    ax.set_ylim(-4, 104)
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_xlabel("context length bucket")
     ax.set_ylabel("PairWise accuracy (%)")
-    ax.set_title("Long-RewardBench: PairWise accuracy vs context length")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.set_title("Long-RewardBench: PairWise accuracy vs context length", fontsize=11, pad=16)
+    ax.text(0.0, 1.01, "bars: 95% Wilson interval  ·  n: PairWise presentations per point", transform=ax.transAxes,
+            fontsize=7.5, color="0.35", va="bottom")
+    ax.grid(alpha=0.25)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
