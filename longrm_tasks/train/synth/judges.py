@@ -206,10 +206,13 @@ class VLLMJudge:
         self.llm = LLM(model=model, seed=settings.seed, **llm_kwargs)
         self.params = SamplingParams(temperature=settings.temperature, max_tokens=settings.max_new_tokens,
                                      seed=settings.seed)
-        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        model_config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
+        self.max_model_len = getattr(model_config, "max_model_len", None)
 
     def _fits(self, messages: Conversation) -> bool:
         # vLLM refuses a whole batch when one prompt exceeds max_model_len: find those first.
+        if self.max_model_len is None:
+            return True
         ids = self.llm.get_tokenizer().apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         return len(ids) < self.max_model_len
 
