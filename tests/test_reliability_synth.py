@@ -304,3 +304,17 @@ def test_synth_help_explains_every_option():
         for action in command._actions:
             if action.option_strings and action.dest != "help":
                 assert action.help, f"longrm synth {name} {action.option_strings[0]} has no help text"
+
+
+def test_transformers_judge_skips_a_record_beyond_its_context(tmp_path, capsys):
+    from longrm_tasks.testing import save_tiny_model
+
+    paths = [save_tiny_model(tmp_path / f"tiny{seed}", hidden=32, layers=1, heads=2, kv_heads=1, seed=seed,
+                             max_positions=256) for seed in (0, 1)]
+    src = _write_records(tmp_path / "in.jsonl", [_record(0, "Orange.", padding=3000), _record(1, "Blue.")])
+    argv = ["synth", "vote", "--input", str(src), "-o", str(tmp_path / "out.jsonl"), "--judge-context", "full",
+            "--max-new-tokens", "2", "--judge", f"a=hf:{paths[0]}", "--judge", f"b=hf:{paths[1]}"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["items"] == 2 and summary["too_long"] == 1 and summary["judgments"] == 2
+    assert summary["dropped_ids"][0] == "r0 (longer than the context of a, b)"
