@@ -17,6 +17,19 @@ Run under the heavy-job lock, e.g.::
 
     flock /tmp/longrm-heavy.lock python benchmarks/train_step.py            # everything
     python benchmarks/train_step.py --vocab 32000 --context 2048 --num-rejected 1   # quick subset
+
+``--real-shapes gemma3-270m qwen3-0.6b`` runs real model shapes instead (random
+weights, the real depth, widths and vocabularies: 262,144 and 151,936): Stage I
+SFT and Stage II alignment, each a full optimiser step (loss, backward, AdamW)
+through the trainers themselves -- ours (`ResponseOnlySFTTrainer`,
+`AlignmentTrainer` shared / unshared) against TRL's own (``SFTTrainer``,
+``CPOTrainer(loss_type="simpo")``) on the same token ids -- in fp32 with
+activation checkpointing on. Per configuration it reports the step's peak RSS
+(the high-water mark reset just before the step, so model building is not
+counted), the RSS before the step (weights + AdamW state, allocated up front),
+and the peak as a multiple of weights + optimiser state::
+
+    python benchmarks/train_step.py --real-shapes gemma3-270m --context 2048 --num-rejected 4
 """
 from __future__ import annotations
 
@@ -109,6 +122,155 @@ def _trl_step(model, tok, prompt, responses, cfg):
     return step
 
 
+# Real model shapes (random weights): the published configs' depth, widths, attention layout and vocabulary.
+REAL_SHAPES = {
+    "gemma3-270m": ("Gemma3TextConfig", dict(
+        vocab_size=262_144, hidden_size=640, intermediate_size=2048, num_hidden_layers=18, num_attention_heads=4,
+        num_key_value_heads=1, head_dim=256, sliding_window=512, query_pre_attn_scalar=256,
+        max_position_embeddings=32_768, tie_word_embeddings=True,
+        layer_types=["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(18)])),
+    "qwen3-0.6b": ("Qwen3Config", dict(
+        vocab_size=151_936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
+        num_key_value_heads=8, head_dim=128, max_position_embeddings=40_960, tie_word_embeddings=True)),
+}
+
+
+def _rss_gb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 2**20  # kB
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def real_child(cfg: dict) -> dict:
+    """One optimiser step of one trainer on a real-shape model; memory of the step itself."""
+    import torch
+    import transformers
+    from datasets import Dataset
+
+    from longrm_tasks.testing import build_tokenizer
+
+    import trl.trainer.utils  # noqa: F401  (imported lazily by TRL's kernels: not step time)
+
+    torch.set_num_threads(cfg["threads"])
+    cls_name, values = REAL_SHAPES[cfg["shape"]]
+    tok = build_tokenizer()  # ids below 512 (pad, EOS) are valid in every vocabulary here
+    config = getattr(transformers, cls_name)(pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                                             bos_token_id=None, **values)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    model.train()
+    model.activation_checkpointing_enable()
+    n_params = sum(p.numel() for p in model.parameters())
+    vocab, context, response, v = values["vocab_size"], cfg["context"], cfg["response"], cfg["num_rejected"]
+    g = torch.Generator().manual_seed(1)
+    prompt = torch.randint(600, vocab, (context - response,), generator=g).tolist()
+    responses = [torch.randint(600, vocab, (response,), generator=g).tolist() for _ in range(v + 1)]
+    tmp = tempfile.mkdtemp()
+    common = dict(output_dir=tmp, report_to=[], bf16=False, use_cpu=True, disable_tqdm=True,
+                  activation_checkpointing=True)
+    if cfg["stage"] == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        from longrm_tasks.train.sft import ResponseOnlySFTTrainer
+
+        cls = ResponseOnlySFTTrainer if cfg["method"] == "ours" else SFTTrainer
+        row = {"input_ids": prompt + responses[0], "completion_mask": [0] * len(prompt) + [1] * response}
+        trainer = cls(model=model, args=SFTConfig(max_length=context, completion_only_loss=True, **common),
+                      train_dataset=Dataset.from_list([row]), processing_class=tok)
+        batch = trainer.data_collator([trainer.train_dataset[0]])
+
+        def loss_fn():
+            return trainer.compute_loss(model, dict(batch))
+    elif cfg["method"] == "trl":
+        from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+        if v != 1:
+            raise ValueError("TRL's CPO has one rejected response per prompt")
+        trainer = CPOTrainer(model=model, args=CPOConfig(loss_type="simpo", beta=2.5, simpo_gamma=0.5, cpo_alpha=0.0,
+                                                         max_length=context, **common), processing_class=tok,
+                             train_dataset=Dataset.from_list([{"prompt": "a", "chosen": "b", "rejected": "c"}]))
+        batch = {}
+        for name, resp in (("chosen", responses[0]), ("rejected", responses[1])):
+            ids = torch.tensor([prompt + resp])
+            labels = ids.clone()
+            labels[:, :len(prompt)] = -100
+            batch |= {f"{name}_input_ids": ids, f"{name}_attention_mask": torch.ones_like(ids),
+                      f"{name}_labels": labels}
+
+        def loss_fn():
+            return trainer.get_batch_loss_metrics(model, batch)[0]
+    else:
+        from longrm_tasks.train.alignment_config import AlignmentConfig
+        from longrm_tasks.train.alignment_trainer import AlignmentTrainer, collate_alignment
+
+        item = {"prompt_input_ids": prompt, "chosen_input_ids": responses[0], "rejected_input_ids": responses[1:]}
+        trainer = AlignmentTrainer(model, args=AlignmentConfig(num_rejected=v, nll_weight=0.0, max_length=context,
+                                                               share_context=cfg["method"] == "shared", **common),
+                                   train_dataset=Dataset.from_list([item]), processing_class=tok)
+        batch = collate_alignment([item])
+
+        def loss_fn():
+            return trainer.compute_loss(model, batch)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-7, foreach=False)
+    for p in model.parameters():  # AdamW's state, allocated up front: it is part of "before the step"
+        optimizer.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
+                              "exp_avg_sq": torch.zeros_like(p)}
+    model.zero_grad(set_to_none=True)
+    before = _rss_gb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS high-water mark to the current RSS
+    start = time.perf_counter()
+    loss = loss_fn()
+    loss.backward()
+    optimizer.step()
+    seconds = time.perf_counter() - start
+    peak = _rss_gb("VmHWM")
+    state_gb = 3 * n_params * 4 / 2**30  # fp32 weights + AdamW's two moments
+    return {"params_m": round(n_params / 1e6, 1), "weights_plus_adam_gb": round(state_gb, 2),
+            "rss_before_step_gb": round(before, 2), "step_peak_gb": round(peak, 2),
+            "peak_over_weights_plus_adam": round(peak / state_gb, 2),
+            "step_extra_gb": round(peak - before, 2), "step_s": round(seconds, 1), "loss": round(loss.item(), 5)}
+
+
+def real_shapes(args) -> dict:
+    """The real-shape grid: every shape x context x stage x method, one child each."""
+    results = {}
+    for shape, context in itertools.product(args.real_shapes, args.context):
+        grid = []
+        if "sft" in args.stages:
+            grid += [("sft", m, 0) for m in ("ours", "trl") if m in args.sft_methods]
+        if "alignment" in args.stages:
+            grid += [("alignment", m, v) for v in args.num_rejected for m in ("shared", "unshared", "trl")
+                     if m in args.methods and not (m == "trl" and v != 1)]
+        for stage, method, v in grid:
+            key = f"{shape}/{stage}/{method}/ctx{context}" + (f"/V{v}" if stage == "alignment" else "")
+            cfg = {"real": True, "shape": shape, "stage": stage, "method": method, "context": context,
+                   "num_rejected": v, "response": args.response, "threads": args.threads,
+                   "memory_limit_gb": args.memory_limit_gb}
+            started = time.monotonic()
+            results[key] = run_isolated(cfg, args.timeout)
+            results[key]["wall_s"] = round(time.monotonic() - started, 1)
+            print(key, results[key], file=sys.stderr, flush=True)
+    ratios = {}
+    for key, res in results.items():
+        shape, stage, method, rest = key.split("/", 3)
+        if method not in ("ours", "shared") or "step_peak_gb" not in res:
+            continue
+        for other in ("trl", "unshared"):
+            base = results.get(f"{shape}/{stage}/{other}/{rest}", {})
+            if "step_peak_gb" in base:
+                ratios[f"{shape}/{stage}/{method}_vs_{other}/{rest}"] = {
+                    "step_extra_memory_fraction": round(res["step_extra_gb"] / max(base["step_extra_gb"], 1e-9), 3),
+                    "peak_fraction": round(res["step_peak_gb"] / base["step_peak_gb"], 3),
+                    "speedup": round(base["step_s"] / res["step_s"], 2)}
+    return {"benchmark": "train_step_real_shapes", "shapes": {k: REAL_SHAPES[k][0] for k in args.real_shapes},
+            "response_tokens": args.response, "context_means": "prompt + one response, tokens",
+            "step": "loss + backward + AdamW step (foreach=False); fp32; activation checkpointing; nll off",
+            "threads_per_child": args.threads, "cpus": os.cpu_count(), "memory_limit_gb": args.memory_limit_gb,
+            "results": results, "ratios": ratios}
+
+
 def run_isolated(cfg: dict, timeout: float) -> dict:
     """Run ``cfg`` in a fresh interpreter; classify how it ended.
 
@@ -174,6 +336,12 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=900, help="seconds per configuration")
     parser.add_argument("--memory-limit-gb", type=float, default=None,
                         help="optional address-space cap per child (virtual memory: it trips well before RSS does)")
+    parser.add_argument("--real-shapes", nargs="+", choices=sorted(REAL_SHAPES), help=(
+        "run real model shapes (random weights) through the trainers instead of the 2-layer toy grid"))
+    parser.add_argument("--stages", nargs="+", default=["sft", "alignment"], choices=["sft", "alignment"],
+                        help="with --real-shapes: which stages")
+    parser.add_argument("--sft-methods", nargs="+", default=["ours", "trl"], choices=["ours", "trl"],
+                        help="with --real-shapes: ResponseOnlySFTTrainer (ours) and/or TRL's SFTTrainer")
     args = parser.parse_args(argv)
 
     if args.child:
@@ -183,7 +351,10 @@ def main(argv=None) -> int:
         if cfg.get("memory_limit_gb"):
             cap = int(cfg["memory_limit_gb"] * 2**30)
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-        print(json.dumps(child(cfg)))
+        print(json.dumps(real_child(cfg) if cfg.get("real") else child(cfg)))
+        return 0
+    if args.real_shapes:
+        print(json.dumps(real_shapes(args)))
         return 0
 
     results, grad_diff, ratios = {}, {}, {}
