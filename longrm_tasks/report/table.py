@@ -36,7 +36,7 @@ def _table(title: str, columns: Sequence[str], rows: Sequence[tuple[str, list[st
     longest = max([len(label) for label, _, _ in rows] + [len("Run")])
     label_width = max(min(longest, width - fixed), MIN_LABEL)
     table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD, padding=0, pad_edge=False,
-                  show_edge=False)
+                  show_edge=False, min_width=min(len(title), width))
     table.add_column("Run", no_wrap=True, min_width=label_width, max_width=label_width)
     for col, w in zip(columns, widths):
         table.add_column(col, justify="right", no_wrap=True, min_width=w)
