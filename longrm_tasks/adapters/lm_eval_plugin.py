@@ -10,6 +10,9 @@ Two routes lead here:
 Both step aside when lm-eval reads the entry points declared in pyproject.toml
 (``lm_eval.tasks``: upstream PR #4015; ``lm_eval.models``: PR #4013): then
 lm-eval finds us by itself and patching would register everything twice.
+Both patch points are lm-eval internals, reached through `longrm_tasks.compat`:
+outside the lm-eval versions they were written for, the hook steps aside and
+says so in one line on stderr, and ``longrm eval`` stops with that line.
 Only the standard library is imported here, so the hook stays free.
 """
 from __future__ import annotations
@@ -95,11 +98,30 @@ def _same_path(a, b) -> bool:
         return False
 
 
+_announced: list[str] = []
+
+
+def _step_aside() -> bool:
+    """True (after one line on stderr, once per process) when this lm-eval is outside the patched range."""
+    problem = compat.lm_eval_patch_problem()
+    if problem is None:
+        return False
+    if not _announced:
+        _announced.append(problem)
+        sys.stderr.write(f"longrm-tasks: start-up hook steps aside: {problem}; "
+                         f"use `lm_eval --include_path \"$(longrm tasks --path)\"`\n")
+    return True
+
+
 def patch_task_manager(manager_module) -> None:
-    """Wrap ``TaskManager.__init__`` so every task index also covers our folder."""
-    if lm_eval_reads_task_entry_points():
+    """Wrap ``TaskManager.__init__`` so every task index also covers our folder.
+
+    ``manager_module`` is the module the hook saw imported; the class itself is taken through
+    `compat` (version-checked).
+    """
+    if _step_aside() or lm_eval_reads_task_entry_points():
         return
-    cls = manager_module.TaskManager
+    cls = compat.lm_eval_task_manager_class()
     original = cls.__init__
     if getattr(original, "_longrm_tasks", False):
         return
@@ -119,20 +141,26 @@ def patch_task_manager(manager_module) -> None:
 
 def register_models(registry_module) -> None:
     """Register ``hf-rm`` and ``vllm-rm`` lazily ("module:Class" placeholders: nothing heavy is imported now)."""
-    if lm_eval_reads_model_entry_points():
+    if _step_aside() or lm_eval_reads_model_entry_points():
         return
     # lm-eval fills its model registry from lm_eval.models only while the registry
     # is empty (registry.get_model); registering first would hide every built-in model.
     import lm_eval.models  # noqa: F401
 
-    registry = registry_module.model_registry
+    registry = compat.lm_eval_model_registry()
     for name, target in MODEL_TARGETS.items():
         if name not in registry:
             registry.register(name, target=target)
 
 
 def activate() -> None:
-    """Apply both patches now, in this process (``longrm eval``); a no-op where the hook already did."""
+    """Apply both patches now, in this process (``longrm eval``); a no-op where the hook already did.
+
+    Raises `compat.IncompatibleVersion` (one line) outside the lm-eval versions the patches were written for.
+    """
+    problem = compat.lm_eval_patch_problem()
+    if problem is not None:
+        raise compat.IncompatibleVersion(problem)
     import lm_eval.api.registry
     import lm_eval.tasks.manager
 
