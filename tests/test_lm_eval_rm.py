@@ -129,12 +129,14 @@ def test_unknown_model_args_are_rejected_with_the_closest_name(rm_path):
 # -- checkpoints hf-rm cannot score: one line each, before anything heavy loads --------------------
 
 @pytest.mark.parametrize("arch", ["llama", "qwen3", "gemma"])
-def test_a_causal_lm_checkpoint_is_refused_naming_the_judge_groups(tmp_path, arch):
+def test_a_causal_lm_checkpoint_is_refused_naming_the_judge_groups(tmp_path, arch, capsys):
     path = save_tiny_model(tmp_path / arch, kind="causal", arch=arch, hidden=32, layers=1)
     with pytest.raises(InputError) as err:
         HFRewardModel(pretrained=str(path), device="cpu")
     message = str(err.value)
     assert len(message.splitlines()) == 1
+    # under plain lm_eval the exception then runs through lm-eval's frames: the line comes first
+    assert capsys.readouterr().err.splitlines()[-1] == f"hf-rm: {message}"
     assert "causal language model" in message and "long_rewardbench_ll" in message and "long_rewardbench " in message
     assert str(path) in message
 

@@ -38,7 +38,7 @@ both point at the same ``MODEL_TARGETS`` entry.
 """
 from __future__ import annotations
 
-import difflib
+import functools
 import inspect
 import math
 import os
@@ -50,7 +50,7 @@ from typing import Any
 from lm_eval.api.model import LM
 
 from longrm_tasks.adapters.rm_requests import decode_rm_context
-from longrm_tasks.errors import InputError
+from longrm_tasks.errors import InputError, closest_name
 from longrm_tasks.rm.formatting import ScoringItem
 
 RM_GROUP = "long_rewardbench_rm"
@@ -59,12 +59,26 @@ WRONG_TASK = (f"{{model}} is a scalar reward model: it scores the chats of the {
               f"for the generative long_rewardbench and long_rewardbench_ll groups.")
 
 
+def say_input_errors(method):
+    """Under plain ``lm_eval`` an `InputError` propagates through lm-eval's frames as a long traceback:
+    print it as one line on stderr first (as the task loader does), then let it propagate."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except InputError as err:
+            print(f"{self.MODEL_NAME}: {err}", file=sys.stderr)
+            raise
+
+    return wrapper
+
+
 def check_model_args(cls, given: dict[str, Any], model: str) -> None:
     """Refuse unknown ``--model_args`` keys with the closest known name (a typo must not be ignored)."""
     known = [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "unused")]
     for key in sorted(given):
-        close = difflib.get_close_matches(key, known, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        close = closest_name(key, known)
+        hint = f"did you mean {close!r}? " if close else ""
         raise InputError(f"unknown {model} model arg {key!r} ({hint}known: {', '.join(known)})", field="model_args")
 
 
@@ -100,6 +114,7 @@ class RewardModelLM(LM):
 
     # -- requests ------------------------------------------------------------
 
+    @say_input_errors
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         items, slots = group_requests([req.args for req in requests], self.MODEL_NAME)
         results = self.scorer.score(items)
@@ -113,9 +128,11 @@ class RewardModelLM(LM):
         print_token_summary(self.item_scores, self._summary_name())
         return out
 
+    @say_input_errors
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
         raise InputError(WRONG_TASK.format(model=self.MODEL_NAME, what="compute perplexities"))
 
+    @say_input_errors
     def generate_until(self, requests, disable_tqdm: bool = False):
         raise InputError(WRONG_TASK.format(model=self.MODEL_NAME, what="generate text"))
 
@@ -193,6 +210,7 @@ class HFRewardModel(RewardModelLM):
 
     MODEL_NAME = "hf-rm"
 
+    @say_input_errors
     def __init__(self, pretrained: str, tokenizer: str | None = None, dtype: str | None = "auto",
                  device: str | None = None, batch_size: int | str | None = 4, max_length: int | None = None,
                  truncation: str = "middle", share_prefix: bool = True, prefill_chunk_size: int | None = None,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from longrm_tasks.adapters.lm_eval_rm import RewardModelLM, _flag, check_model_args
+from longrm_tasks.adapters.lm_eval_rm import RewardModelLM, _flag, check_model_args, say_input_errors
 
 
 class VLLMRewardModel(RewardModelLM):
@@ -33,6 +33,7 @@ class VLLMRewardModel(RewardModelLM):
 
     MODEL_NAME = "vllm-rm"
 
+    @say_input_errors
     def __init__(self, pretrained, tokenizer: str | None = None, dtype: str = "auto",
                  max_model_len: int | None = None, max_length: int | None = None, tensor_parallel_size: int = 1,
                  data_parallel_size: int = 1, gpu_memory_utilization: float = 0.9, truncation: str = "middle",
