@@ -206,6 +206,7 @@ class PaperPrompt:
     text: str  # what the reference hands the model
     original_tokens: int  # the whole prompt, before the head/tail rule
     dropped: int  # tokens removed by the rule
+    tokens: int | None = None  # tokens of ``text`` (no special tokens added) when known without re-encoding it
 
 
 def paper_prompt(tokenizer, messages: list[dict[str, str]]) -> PaperPrompt:
@@ -221,7 +222,10 @@ def paper_prompt(tokenizer, messages: list[dict[str, str]]) -> PaperPrompt:
     text, special = render_paper_text(tokenizer, messages)
     ids = tokenizer(text, add_special_tokens=special)["input_ids"]
     span = paper_span(len(ids))
-    return PaperPrompt(reference_decode(tokenizer, span.apply(ids)), len(ids), span.dropped)
+    decoded = reference_decode(tokenizer, span.apply(ids))
+    # Nothing cut and the text round-trips: its tokens are the ids already counted (no second encoding).
+    known = len(ids) if not span.dropped and not special and decoded == text else None
+    return PaperPrompt(decoded, len(ids), span.dropped, known)
 
 
 def clean_up_tokenization(out_string: str) -> str:

@@ -165,9 +165,12 @@ class Measurer:
             return [len(e) for e in encode(texts, add_special_tokens=False)]
         return [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
 
-    def seen_by_model(self, text: str) -> int:
-        """Tokens the model sees for a text prompt: lm-eval's backends add special tokens unless it starts with BOS."""
-        n = self.count([text])[0]
+    def seen_by_model(self, text: str, tokens: int | None = None) -> int:
+        """Tokens the model sees for a text prompt: lm-eval's backends add special tokens unless it starts with BOS.
+
+        ``tokens``: the text's own token count when already known.
+        """
+        n = self.count([text])[0] if tokens is None else tokens
         bos = getattr(self.tokenizer, "bos_token", None)
         if bos and text.startswith(bos):
             return n
@@ -256,7 +259,7 @@ def _paper(pres: Presentation, item: Item, order, tokenizer, fitting: Fitting, s
     out = paper_prompt(tokenizer, messages)
     text = out.text
     measurer = _measurer(tokenizer)
-    pres.prompt_tokens = measurer.seen_by_model(text)
+    pres.prompt_tokens = measurer.seen_by_model(text, out.tokens)
     stats.measured += 1
     stats.saw_length(out.original_tokens)
     pres.truncated_tokens = out.dropped
