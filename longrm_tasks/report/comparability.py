@@ -51,23 +51,34 @@ class Standing:
     marks: list[str]
 
     @property
-    def line(self) -> str:
-        run, prov = self.run, self.run.provenance
+    def settings_line(self) -> str:
+        """Protocol and the options a run departs from the defaults with."""
+        run = self.run
         parts = [f"protocol {run.protocol or '?'}"]
-        if prov is None:
-            parts.append("data ?")
-        else:
-            where = prov.source
-            if prov.source == "hub":
-                where += f" @ {prov.revision[:12]}" if prov.revision else " @ revision unknown"
-            digest = data_digest(prov)
-            parts.append(f"data {where}" + (f" ({len(prov.files)} files, digest {digest})" if digest else ""))
-        defaults = {"order": "paper", "parser": "reference"}  # shown only when a run departs from them
-        for key in ("order", "parser", "overlong", "max_length"):
+        defaults = {"order": "paper", "parser": "reference", "overlong": "truncate"}  # shown when departed from
+        for key in ("order", "parser", "overlong", "max_length", "gen_tokens"):
             value = run.settings.get(key)
             if value not in (None, "", -1, defaults.get(key)):
                 parts.append(f"{key} {value}")
+                if key == "max_length" and run.settings.get("max_length_source"):
+                    parts[-1] += f" (from {run.settings['max_length_source']})"
         return " · ".join(parts)
+
+    @property
+    def data_line(self) -> str:
+        """Data source, hub revision and a digest of the file hashes."""
+        prov = self.run.provenance
+        if prov is None:
+            return "data ?"
+        where = prov.source
+        if prov.source == "hub":
+            where += f" @ {prov.revision[:12]}" if prov.revision else " @ revision unknown"
+        digest = data_digest(prov)
+        return f"data {where}" + (f" ({len(prov.files)} files, digest {digest})" if digest else "")
+
+    @property
+    def line(self) -> str:
+        return f"{self.settings_line} · {self.data_line}"
 
 
 def standings(runs: Sequence[Run]) -> list[Standing]:

@@ -107,7 +107,7 @@ def notes(run: Run) -> list[str]:
     if fitting:
         out.append("counts: " + ", ".join(fitting))
     n_bon = counts.get("Rank Avg")
-    if n_bon:
+    if n_bon and not run.no_verdict:
         exact = e.get("bestofn_exact_match", {}).get("Rank Avg", 0)
         top1 = e.get("bestofn_top1", {}).get("Rank Avg", 0)
         out.append(f"Best-of-N over {n_bon} presentations: exact ranking {100 * exact:.1f}%, best answer first "

@@ -58,17 +58,21 @@ def plot_length_curve(runs: Sequence[Run], path: str | os.PathLike) -> None:
 
     matplotlib.use("Agg")  # headless: never needs a display
     import matplotlib.pyplot as plt
+    import matplotlib.transforms  # noqa: F401  (blended x-data / y-axes positions for the n rows)
 
     drawn = [r for r in runs if not all_unparsed(r) and length_points(r)]
     missing = [r for r in runs if r not in drawn]
-    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=130)
+    # A fixed axes size; savefig's tight box then grows the picture to hold the n rows and the legend below.
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=130)
     xs = list(range(len(LENGTH_BUCKETS)))
     ax.axhline(50, color="0.45", linestyle="--", linewidth=1, zorder=1)
-    ax.text(len(xs) - 0.45, 51, "chance (50%)", color="0.35", fontsize=8, ha="right", va="bottom")
+    ax.text(-0.45, 51, "chance (50%)", color="0.35", fontsize=8, ha="left", va="bottom")
     # n per bucket: under the tick label when every drawn run has the same n there, else beside each point.
     per_bucket = [{n for r in drawn for i, _, n, _ in length_points(r) if i == b} for b in xs]
     shared_n = all(len(ns) <= 1 for ns in per_bucket) and any(ns - {None} for ns in per_bucket)
-    spread = 0.22 if len(drawn) > 1 else 0.0  # dodge runs sideways so their intervals do not hide each other
+    spread = 0.22 if len(drawn) > 1 else 0.0
+    under = matplotlib.transforms.blended_transform_factory(ax.transData, ax.transAxes)  # x in data, y in axes
+    rows_below = 0 if shared_n else len(drawn)  # dodge runs sideways so their intervals do not hide each other
     for k, run in enumerate(drawn):
         shift = (k - (len(drawn) - 1) / 2) * (spread / max(len(drawn) - 1, 1))
         points = length_points(run)
@@ -81,12 +85,20 @@ def plot_length_curve(runs: Sequence[Run], path: str | os.PathLike) -> None:
             if interval:
                 ax.errorbar(x, v, yerr=[[v - interval[0]], [interval[1] - v]], color=line.get_color(),
                             capsize=3, linewidth=1, alpha=0.55, zorder=2)
-            if n is not None and not shared_n:
-                ax.annotate(f"n={n}", (x, v), textcoords="offset points", xytext=(5, -3), fontsize=7,
-                            color=line.get_color(), ha="left", va="top")
+            if n is not None and not shared_n:  # one row of n per run under the axis, in the run's colour
+                ax.text(x - shift, -0.12 - 0.05 * k, str(n), transform=under, fontsize=7.5, color=line.get_color(),
+                        ha="center", va="top")
+        if not shared_n:
+            ax.text(-0.5, -0.12 - 0.05 * k, "n ", transform=under, fontsize=7.5, color=line.get_color(),
+                    ha="right", va="top")
     for run in missing:
-        why = "no verdict parsed" if all_unparsed(run) else "no PairWise item"
+        e = run.metrics.get("extra", {})
+        why = (f"no verdict parsed ({e.get('unparsed', '?')} of {e.get('presentations', '?')} outputs unparsed)"
+               if all_unparsed(run) else "no PairWise item")
         ax.plot([], [], linestyle="none", marker="x", color="0.5", label=f"{run.name}: {why}, not plotted")
+    if not drawn:
+        ax.text(0.5, 0.72, "no accuracy to plot: see the list below", transform=ax.transAxes, ha="center",
+                fontsize=11, color="0.3")
     if shared_n:
         ticks = [f"{b}\nn={next(iter(ns))}" if ns and None not in ns else b for b, ns in zip(LENGTH_BUCKETS, per_bucket)]
     else:
@@ -96,12 +108,14 @@ def plot_length_curve(runs: Sequence[Run], path: str | os.PathLike) -> None:
     ax.set_ylim(-4, 104)
     ax.set_yticks(range(0, 101, 20))
     ax.set_xlabel("context length bucket")
+    if rows_below:
+        ax.xaxis.set_label_coords(0.5, -0.12 - 0.05 * rows_below - 0.01)
     ax.set_ylabel("PairWise accuracy (%)")
     ax.set_title("Long-RewardBench: PairWise accuracy vs context length", fontsize=11, pad=16)
     ax.text(0.0, 1.01, "bars: 95% Wilson interval  ·  n: PairWise presentations per point", transform=ax.transAxes,
             fontsize=7.5, color="0.35", va="bottom")
     ax.grid(alpha=0.25)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.tight_layout()
-    fig.savefig(path)
+    # Below the axes: long run names never squeeze the plot itself.
+    ax.legend(fontsize=8.5, loc="upper left", bbox_to_anchor=(0.0, -0.19 - 0.05 * rows_below), frameon=False, ncol=1)
+    fig.savefig(path, bbox_inches="tight")  # the legend and n rows sit below the axes: keep them
     plt.close(fig)

@@ -56,15 +56,29 @@ def _console(console=None):
     return console or Console(highlight=False)
 
 
-def print_provenance(runs: Sequence[Run], console) -> None:
-    from rich.markup import escape
+def _indented(text: str, indent: int, style: str | None = None):
+    """Plain text, wrapped to the console with every line indented (no markup read from it)."""
+    from rich.padding import Padding
+    from rich.text import Text
 
+    return Padding(Text(text, style=style or ""), (0, 0, 0, indent), expand=False)
+
+
+def print_provenance(runs: Sequence[Run], console) -> None:
+    import textwrap
+
+    wrap = max(console.width - 4, 40)
     console.print("[bold]Provenance[/bold] (protocol, data, revision, file hashes)")
     for s in standings(runs):
-        console.print(f"  {escape(s.run.name)}: {escape(s.line)}")
-        console.print(f"    {escape(' · '.join(s.marks))}", style="dim" if s.paper_comparable else "yellow")
+        console.print(f"  {escape(s.run.name)}")
+        console.print(_indented(s.settings_line, 4))
+        console.print(_indented(s.data_line, 4))
+        console.print(_indented(" · ".join(s.marks), 4, "dim" if s.paper_comparable else "yellow"))
     for line in file_hash_lines(runs):
-        console.print(f"  [dim]{escape(line)}[/dim]")
+        head, _, files = line.partition(": ")
+        console.print(f"  [dim]{escape(head)} file SHA-256:[/dim]")
+        for part in textwrap.wrap(files, wrap):
+            console.print(f"    [dim]{escape(part)}[/dim]")
 
 
 def print_report(runs: Sequence[Run], console=None) -> None:
@@ -77,7 +91,7 @@ def print_report(runs: Sequence[Run], console=None) -> None:
     for run in runs:
         console.print(f"[bold]{escape(run.name)}[/bold]")
         for line in notes(run) + run.warnings:
-            console.print(f"  {escape(line)}")
+            console.print(_indented(line, 2))
 
 
 def _paper_label(row) -> str:
