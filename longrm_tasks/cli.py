@@ -194,18 +194,22 @@ def _silence_stdout() -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+def _dispatch(argv: list[str], command: str | None) -> int | None:
     if command is not None:
         module, reason = _load(SUBCOMMANDS[command])
         if module is None:  # say why in one line, whatever options were given
-            return guarded(command, lambda: _unavailable(reason)(None))
+            return _unavailable(reason)(None)
         if command == "eval":  # `longrm eval` forwards its arguments to lm_eval untouched
-            return guarded("eval", lambda: module.main(argv[1:]))
-    parser = build_parser(only=command)
-    args = parser.parse_args(argv)
-    return guarded(args.command, lambda: args._run(args))
+            return module.main(argv[1:])
+    args = build_parser(only=command).parse_args(argv)
+    return args._run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    # Parsing and imports run under the guard too: Ctrl-C during a slow import is one line as well.
+    return guarded(command or "", lambda: _dispatch(argv, command))
 
 
 if __name__ == "__main__":  # pragma: no cover
