@@ -141,6 +141,11 @@ def test_a_causal_lm_checkpoint_is_refused_naming_the_judge_groups(tmp_path, arc
     assert str(path) in message
 
 
+def test_a_missing_model_folder_is_one_line(tmp_path):
+    with pytest.raises(InputError, match="no such model folder"):
+        HFRewardModel(pretrained=str(tmp_path / "absent"), device="cpu")
+
+
 def test_a_multi_label_classifier_is_refused(tmp_path):
     path = save_tiny_model(tmp_path / "cls", kind="seq-cls", arch="qwen2", hidden=32, layers=1, num_labels=3)
     with pytest.raises(InputError, match="a classifier with 3 outputs, not a scalar reward model"):

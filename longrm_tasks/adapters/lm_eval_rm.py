@@ -220,7 +220,6 @@ class HFRewardModel(RewardModelLM):
                  trust_remote_code: bool = False, **unused: Any):
         super().__init__()
         import torch
-        from transformers import AutoTokenizer
 
         from longrm_tasks.rm.prefix_scorer import RewardScorer
 
@@ -238,9 +237,8 @@ class HFRewardModel(RewardModelLM):
             gpus=torch.cuda.device_count() if torch.cuda.is_available() else 0,
             local_rank=int(os.environ.get("LOCAL_RANK", 0)),
             local_processes=int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if accelerator is not None else 1)
-        tok = AutoTokenizer.from_pretrained(tokenizer or pretrained, trust_remote_code=_flag(trust_remote_code))
         self.scorer = RewardScorer.from_pretrained(
-            pretrained, dtype=dtype, device=device, tokenizer=tok, max_length=max_length,
+            pretrained, dtype=dtype, device=device, tokenizer=tokenizer, max_length=max_length,
             share_prefix=_flag(share_prefix), batch_size=_batch_size(batch_size, max_batch_size),
             prefill_chunk_size=prefill_chunk_size, truncation=truncation, progress=_flag(progress),
             trust_remote_code=_flag(trust_remote_code), **parallel)

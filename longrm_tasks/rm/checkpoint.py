@@ -10,6 +10,8 @@ transformers reports that with a long traceback, so it is checked here too.
 """
 from __future__ import annotations
 
+import os
+
 from longrm_tasks.errors import InputError
 
 # Architecture name endings of generative checkpoints (transformers' naming convention).
@@ -22,12 +24,26 @@ def load_config(pretrained: str, *, trust_remote_code: bool = False):
     """The checkpoint's config, or one line saying why it cannot be read."""
     from transformers import AutoConfig
 
+    path = os.path.expanduser(str(pretrained))
+    if (os.path.isabs(path) or path.startswith(".")) and not os.path.isdir(path):
+        raise InputError("no such model folder", path=str(pretrained), field="pretrained")
     try:
         return AutoConfig.from_pretrained(pretrained, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"cannot read the model config ({first})", path=str(pretrained),
                          field="pretrained") from None
+
+
+def load_tokenizer(name: str, *, trust_remote_code: bool = False):
+    """The tokenizer, or one line saying why it cannot be loaded."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"cannot load the tokenizer ({first})", path=str(name), field="tokenizer") from None
 
 
 def check_reward_config(config, pretrained: str) -> None:

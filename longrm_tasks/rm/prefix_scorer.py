@@ -210,12 +210,13 @@ class RewardScorer:
         The config is checked first: a causal LM or a multi-label classifier is
         refused in one line instead of being loaded with a random head.
         """
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
 
-        from longrm_tasks.rm.checkpoint import check_chat_template, check_reward_config, load_config
+        from longrm_tasks.rm.checkpoint import check_chat_template, check_reward_config, load_config, load_tokenizer
 
         check_reward_config(load_config(path, trust_remote_code=trust_remote_code), path)
-        tokenizer = tokenizer or AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        if tokenizer is None or isinstance(tokenizer, str):
+            tokenizer = load_tokenizer(tokenizer or path, trust_remote_code=trust_remote_code)
         check_chat_template(tokenizer, getattr(tokenizer, "name_or_path", path))
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         on_cpu = torch.device(device).type == "cpu" and not (device_map and device_map != "cpu")
