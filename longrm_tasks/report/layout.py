@@ -99,10 +99,10 @@ def notes(run: Run) -> list[str]:
         out.append(line)
         if run.no_verdict:
             out.append(f"no verdict parsed: cells show '{NO_VERDICT}' (the paper's rule scores them 0)")
-    fitting = [f"{label} {int(e[key]):,}" for key, label in (("truncated", "prompts cut"), ("truncated_tokens", "tokens cut"),
-                                                       ("skipped", "skipped"), ("overlong", "over-long (scored wrong)"),
-                                                       ("short_budget", "short generation budget"),
-                                                       ("thinking_outputs", "outputs with thinking"))
+    counted = (("truncated", "prompts cut"), ("truncated_tokens", "tokens cut"), ("skipped", "skipped"),
+               ("overlong", "over-long (scored wrong)"), ("short_budget", "short generation budget"),
+               ("thinking_outputs", "outputs with thinking"))
+    fitting = [f"{label} {int(e[key]):,}" for key, label in counted  # zeros shown only for the two always asked
                if isinstance(e.get(key), (int, float)) and (e[key] or key in ("truncated", "skipped"))]
     if fitting:
         out.append("counts: " + ", ".join(fitting))

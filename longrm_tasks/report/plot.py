@@ -100,7 +100,8 @@ def plot_length_curve(runs: Sequence[Run], path: str | os.PathLike) -> None:
         ax.text(0.5, 0.72, "no accuracy to plot: see the list below", transform=ax.transAxes, ha="center",
                 fontsize=11, color="0.3")
     if shared_n:
-        ticks = [f"{b}\nn={next(iter(ns))}" if ns and None not in ns else b for b, ns in zip(LENGTH_BUCKETS, per_bucket)]
+        ticks = [f"{b}\nn={next(iter(ns))}" if ns and None not in ns else b
+                 for b, ns in zip(LENGTH_BUCKETS, per_bucket)]
     else:
         ticks = list(LENGTH_BUCKETS)
     ax.set_xticks(xs, ticks)

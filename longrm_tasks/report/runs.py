@@ -68,7 +68,7 @@ def load_score_json(path: Path) -> Run | None:
 
 
 def load_runs(path: str, name: str | None = None, use_samples: bool = True) -> list[Run]:
-    """Every run at ``path``; with ``name`` the path must hold exactly one."""
+    """Every run at ``path``; ``name`` labels its one run (or names the model of one run with several judges)."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"run not found: {p}")
@@ -77,6 +77,10 @@ def load_runs(path: str, name: str | None = None, use_samples: bool = True) -> l
     if not runs:
         raise InputError("not a run this tool can read (a `longrm score` JSON, or lm-eval output of "
                          "long_rewardbench tasks: a results_*.json or the folder holding it)", path=str(p))
+    if name and len(runs) > 1 and len({r.source for r in runs}) == 1:
+        for r in runs:  # one lm-eval run with several judges: NAME names the model, the judge kinds stay apart
+            r.name = f"{name} [{r.judge}]"
+        return runs
     if name:
         if len(runs) > 1:
             listing = ", ".join(f"{r.name} ({r.source})" for r in runs[:4])
