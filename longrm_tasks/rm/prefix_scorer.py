@@ -284,7 +284,9 @@ class RewardScorer:
             batch = sequences[start:start + self.batch_size]
             ids, mask, positions, slots, pad = self._pad(batch, pooled[start:start + self.batch_size])
             self.forward_passes += 1
-            hidden = self.base(input_ids=ids, attention_mask=mask, position_ids=positions,
+            # Without padding the mask says nothing causal attention does not: dropping it lets SDPA
+            # take its mask-free causal kernel (flash) instead of materialising a sequence x sequence mask.
+            hidden = self.base(input_ids=ids, attention_mask=mask if pad else None, position_ids=positions,
                                use_cache=False).last_hidden_state
             scores += self._head(hidden[torch.arange(len(slots)), slots])
             padding += pad
