@@ -233,11 +233,11 @@ def test_vote_interrupted_keeps_progress_and_says_how_to_resume(server, tmp_path
     original = voting.ConsistencyVoter.run
     batches = Counter()
 
-    def ctrl_c_on_second_batch(self, batch):
+    def ctrl_c_on_second_batch(self, batch, **kwargs):
         batches["n"] += 1
         if batches["n"] == 2:
             raise KeyboardInterrupt
-        return original(self, batch)
+        return original(self, batch, **kwargs)
 
     monkeypatch.setattr(voting.ConsistencyVoter, "run", ctrl_c_on_second_batch)
     assert main(_vote_args(server, src, out, "ok", "flaky", batch=1)) == 130
@@ -318,3 +318,26 @@ def test_transformers_judge_skips_a_record_beyond_its_context(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["items"] == 2 and summary["too_long"] == 1 and summary["judgments"] == 2
     assert summary["dropped_ids"][0] == "r0 (longer than the context of a, b)"
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(server, tmp_path, capsys):
+    import fcntl
+
+    src = _write_records(tmp_path / "in.jsonl", [_record(0, "Orange.")])
+    out = tmp_path / "out.jsonl"
+    out.write_text("records of the run in progress\n")
+    with open(out, "rb") as held:  # the first run holds its output
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        assert main(_vote_args(server, src, out, "ok", "flaky")) == 2
+    assert "another `longrm synth` run is writing this output" in capsys.readouterr().err
+    assert out.read_text() == "records of the run in progress\n"  # not truncated by the refused run
+    assert main(_vote_args(server, src, out, "ok", "flaky")) == 0  # once released, a new run proceeds
+
+
+def test_records_without_id_are_named_by_position(server, tmp_path, capsys):
+    records = [{k: v for k, v in _record(i, r).items() if k != "id"} for i, r in enumerate(["Orange.", "Blue."])]
+    records[1]["messages"][1]["content"] += "x" * 1000
+    src = _write_records(tmp_path / "in.jsonl", records)
+    assert main(_vote_args(server, src, tmp_path / "out.jsonl", "ok", "small", batch=1)) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["dropped_ids"] == ["record 2 (longer than the context of small)"]

@@ -223,7 +223,7 @@ def _vote(args) -> dict:
         records = islice(read_jsonl(args.input), out.done, None)
         with tqdm(desc="vote", unit="record", initial=out.done, total=total) as bar:
             while batch := [record for _, record in islice(records, args.batch_size)]:
-                for voted in voter.run(batch):
+                for voted in voter.run(batch, first=out.done):
                     out.write(dump_jsonl_line(voted))
                 out.checkpoint(out.done + len(batch), voter.summary.as_dict())
                 bar.update(len(batch))

@@ -27,6 +27,19 @@ from longrm_tasks.errors import InputError
 FORMAT = 1
 
 
+def _lock(fd: int, path: Path) -> None:
+    """An exclusive lock on the output for as long as this run holds it open (POSIX; skipped elsewhere)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise InputError("another `longrm synth` run is writing this output right now; wait for it or choose "
+                         "another --output", path=str(path)) from None
+
+
 def progress_path(output: str | os.PathLike) -> Path:
     output = Path(output)
     return output.with_name(output.name + ".progress.json")
@@ -62,11 +75,13 @@ class ResumableOutput:
             raise InputError(f"unreadable progress file ({err}); delete it and the output to start again",
                              path=str(self.progress)) from None
 
-    def check(self) -> None:
+    def check(self, output_exists: bool | None = None) -> None:
         """Everything that can refuse the run, before anything is written (validate before destroy)."""
         saved = self._saved()
+        if output_exists is None:
+            output_exists = self.output.exists()
         if saved is None:
-            if self.resume and self.output.exists():
+            if self.resume and output_exists:
                 raise InputError(f"nothing to resume: {self.output} has no {self.progress.name} (the run that "
                                  "wrote it finished); delete it or choose another --output to start again",
                                  field="--resume")
@@ -89,16 +104,27 @@ class ResumableOutput:
                              "it was changed since: cannot resume", path=str(self.output), field="--resume")
 
     def open(self) -> "ResumableOutput":
-        self.check()
-        saved = self._saved()
-        if saved is not None:  # resume: drop whatever follows the last complete unit of work
-            with open(self.output, "r+b") as handle:
-                handle.truncate(saved["bytes"])
-            self.done = self.resumed_from = saved["done"]
-            self.summary = saved["summary"]
-            self._handle = open(self.output, "ab")
-        else:
-            self._handle = open(self.output, "wb")
+        # Lock before looking at (or cutting) anything: a second run on the same output must not
+        # interleave its records with this one's.
+        existed = self.output.exists()
+        fd = os.open(self.output, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            _lock(fd, self.output)
+            self.check(existed)
+            saved = self._saved()
+            if saved is not None:  # resume: drop whatever follows the last complete unit of work
+                os.ftruncate(fd, saved["bytes"])
+                self.done = self.resumed_from = saved["done"]
+                self.summary = saved["summary"]
+            else:
+                os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_END)
+            self._handle = os.fdopen(fd, "wb")
+        except BaseException:
+            os.close(fd)
+            if not existed:  # refused: leave no empty file behind
+                self.output.unlink(missing_ok=True)
+            raise
         self.checkpoint(self.done, self.summary or {})
         return self
 

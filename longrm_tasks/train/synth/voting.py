@@ -192,10 +192,12 @@ class ConsistencyVoter:
     def _drop(self, record: dict, i: int, reason: str, why: str) -> None:
         setattr(self.summary, reason, getattr(self.summary, reason) + 1)
         if len(self.summary.dropped_ids) < MAX_LISTED_IDS:
-            self.summary.dropped_ids.append(f"{record.get('id', i)} ({why})")
+            self.summary.dropped_ids.append(f"{record.get('id', f'record {i + 1}')} ({why})")
 
-    def run(self, records: list[dict]) -> list[dict]:
-        """Voted records, in input order, for those with a majority (and a dissent, in ``dissent`` mode)."""
+    def run(self, records: list[dict], first: int = 0) -> list[dict]:
+        """Voted records, in input order, for those with a majority (and a dissent, in ``dissent`` mode).
+
+        ``first``: the input position of ``records[0]``, to name records without an ``id``."""
         prompts = [self._prompt(r) for r in records]
         answers = [[as_generation(g) for g in judge.generate(prompts)] for judge in self.judges]
         out = []
@@ -205,7 +207,7 @@ class ConsistencyVoter:
             generations = [a[i] for a in answers]
             over = [judge.name for judge, g in zip(self.judges, generations) if g.too_long]
             if over:
-                self._drop(record, i, "too_long", f"longer than the context of {', '.join(over)}")
+                self._drop(record, first + i, "too_long", f"longer than the context of {', '.join(over)}")
                 continue
             judgments = [Judgment(judge.name, g.text, None if g.cut else parse_score(g.text))
                          for judge, g in zip(self.judges, generations)]
@@ -215,7 +217,7 @@ class ConsistencyVoter:
             vote = majority_vote(judgments, majority=self.majority, rejected=self.rejected)
             reason = ("no_majority" if vote.chosen is None else "unanimous" if not vote.rejected else None)
             if reason is not None:
-                self._drop(record, i, reason, reason.replace("_", " "))
+                self._drop(record, first + i, reason, reason.replace("_", " "))
                 continue
             out.append(voted_record(record, vote))
             s.written += 1
