@@ -50,7 +50,8 @@ setup(
     package_dir={"longrm_tasks.task_yamls": "task_yamls"},
     py_modules=["longrm_tasks_hook"],
     package_data={
-        "longrm_tasks": ["data/sample/*.jsonl", "data/sample/*.md", "data/*.json"],
+        "longrm_tasks": ["data/sample/*.jsonl", "data/sample/*.md", "data/*.json",
+                         "train/sample/*.jsonl", "train/sample/*.md"],
         "longrm_tasks.task_yamls": ["*.yaml", "**/*.yaml"],
     },
     cmdclass={"build_py": BuildPyWithHook, "editable_wheel": EditableWheelWithHook},

@@ -23,6 +23,31 @@ CHATML_TEMPLATE = (
     "{%- endif -%}"
 )
 
+# Qwen3's template as it treats thinking: the last assistant turn is rendered after an empty
+# <think></think> block (Qwen3 strips any reasoning from it), and the generation prompt with
+# enable_thinking=False ends with the same block, so a prompt is a prefix of its conversation.
+QWEN3_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{%- set content = message['content'] -%}"
+    "{%- if '</think>' in content -%}{%- set content = content.split('</think>')[-1].lstrip('\n') -%}{%- endif -%}"
+    "{%- if loop.last -%}"
+    "{{ '<|im_start|>assistant\n<think>\n\n</think>\n\n' + content + '<|im_end|>\n' }}"
+    "{%- else -%}"
+    "{{ '<|im_start|>assistant\n' + content + '<|im_end|>\n' }}"
+    "{%- endif -%}"
+    "{%- else -%}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}"
+    "{{ '<|im_start|>assistant\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false -%}"
+    "{{ '<think>\n\n</think>\n\n' }}"
+    "{%- endif -%}"
+    "{%- endif -%}"
+)
+
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
 
 _CORPUS = [
@@ -35,8 +60,8 @@ _CORPUS = [
 ]
 
 
-def build_tokenizer(vocab_size: int = 512, model_max_length: int = 1 << 20):
-    """A byte-level BPE `PreTrainedTokenizerFast` with a ChatML chat template."""
+def build_tokenizer(vocab_size: int = 512, model_max_length: int = 1 << 20, chat_template: str | None = None):
+    """A byte-level BPE `PreTrainedTokenizerFast` with a ChatML chat template (or ``chat_template``)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -58,7 +83,7 @@ def build_tokenizer(vocab_size: int = 512, model_max_length: int = 1 << 20):
         unk_token=None,
         model_max_length=model_max_length,
     )
-    fast.chat_template = CHATML_TEMPLATE
+    fast.chat_template = chat_template or CHATML_TEMPLATE
     return fast
 
 

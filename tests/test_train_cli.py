@@ -7,14 +7,13 @@ import pytest
 from longrm_tasks.cli import main as longrm
 
 ROOT = Path(__file__).parents[1]
-SAMPLE = Path(__file__).parents[1].parent / "shared" / "data" / "longrm_alignment_sample.jsonl"
 FAST = ["--set", "defaults.disable_tqdm=true"]
 
 
-@pytest.mark.skipif(not SAMPLE.is_file(), reason=f"shared Stage II sample not found at {SAMPLE}")
-def test_tiny_recipe_runs_sft_then_alignment_on_the_shared_sample(tmp_path, capsys):
+def test_tiny_recipe_runs_sft_then_alignment_from_the_bundled_sample(tmp_path, capsys, monkeypatch):
     from transformers import AutoModelForCausalLM
 
+    monkeypatch.chdir(tmp_path)  # nothing outside the package is read: no ../shared, no data folder
     out = tmp_path / "runs"
     status = longrm(["train", "--config", str(ROOT / "recipes" / "tiny_cpu.yaml"), "--output-dir", str(out),
                      "--set", "stages.sft.args.max_steps=2", "--set", "stages.alignment.args.max_steps=1",
@@ -25,15 +24,20 @@ def test_tiny_recipe_runs_sft_then_alignment_on_the_shared_sample(tmp_path, caps
     assert lines[0]["data"]["train"]["truncated"] == 20  # every sample prompt is cut, none dropped
     alignment = lines[1]["data"]["train"]
     assert alignment["examples"] == alignment["truncated"] == 20
-    assert alignment["key_passages_kept"] + alignment["key_passages_cut"] == 20  # every sample record tags one
+    assert alignment["key_passages_kept"] == 20 and alignment["tails_cut"] == 0  # evidence and question kept
+    assert alignment["extra_rejected_ignored"] == 20  # V = 2 of the 4 rejected judgments per record
     for stage, start in (("sft", out / "base-model"), ("alignment", out / "sft")):
         marker = json.loads((out / stage / "longrm_stage.json").read_text())
         assert marker["input_model"] == str(start)  # each stage starts from the previous output
         model = AutoModelForCausalLM.from_pretrained(out / stage)
         assert model.config.num_hidden_layers == 2
         card = (out / stage / "README.md").read_text()
-        assert "tiny_cpu" in card and f"`{stage}`" in card and str(SAMPLE.resolve()) in card
+        assert "tiny_cpu" in card and f"`{stage}`" in card and f"`sample:{stage}`" in card
         assert '"max_length"' in card
+        # no machine path in a card: it travels with the model
+        assert str(tmp_path) not in card and str(ROOT) not in card and "/work/" not in card
+        assert "key passage kept whole in 20" in card
+    assert "started from | `../sft`" in (out / "alignment" / "README.md").read_text()
     # Finished stages are skipped with --resume; without it the command refuses to overwrite.
     assert longrm(["train", "--config", str(ROOT / "recipes" / "tiny_cpu.yaml"), "--output-dir", str(out),
                    "--resume"]) == 0
@@ -81,6 +85,58 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
     marker = json.loads((out / "sft" / "longrm_stage.json").read_text())
     assert marker["resumed_from"] == "checkpoint-2"
     assert marker["global_step"] == 4 and marker["steps_this_run"] == 2  # continued, not restarted
+
+
+def test_resume_after_a_kill_during_a_checkpoint_save_uses_the_last_complete_checkpoint(tmp_path, caplog):
+    from transformers import TrainerCallback
+
+    from longrm_tasks.train.recipe import load_recipe
+    from longrm_tasks.train.runner import run_recipe
+
+    class Interrupt(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise KeyboardInterrupt("simulated interrupt after checkpoint-2")
+
+    recipe_path = _recipe(tmp_path)
+    out = tmp_path / "runs"
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(load_recipe(recipe_path, [f"output_dir={out}"]), callbacks=[Interrupt()])
+    # A kill in the middle of saving checkpoint-2: the Trainer writes trainer_state.json last.
+    (out / "sft" / "checkpoint-2" / "trainer_state.json").unlink()
+    assert (out / "sft" / "checkpoint-1" / "trainer_state.json").is_file()
+
+    assert longrm(["train", "--config", str(recipe_path), "--output-dir", str(out), "--resume"]) == 0
+    marker = json.loads((out / "sft" / "longrm_stage.json").read_text())
+    assert marker["resumed_from"] == "checkpoint-1" and marker["incomplete_checkpoints_set_aside"] == ["checkpoint-2"]
+    assert marker["global_step"] == 4 and marker["steps_this_run"] == 3
+    assert (out / "sft" / "incomplete-checkpoint-2").is_dir()  # kept for inspection, out of the Trainer's way
+    assert "checkpoint-2 is incomplete" in caplog.text and "resuming from checkpoint-1" in caplog.text
+
+
+def test_ctrl_c_is_one_line_saying_how_to_resume(tmp_path, capsys, monkeypatch):
+    from longrm_tasks.train import runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_stage", interrupted)
+    recipe = _recipe(tmp_path)
+    out = tmp_path / "my runs"
+    assert longrm(["train", "--config", str(recipe), "--output-dir", str(out), "--set", "defaults.seed=3"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "interrupted" in err
+    assert f"--config {recipe} --set defaults.seed=3 --output-dir '{out}' --resume" in err
+
+
+def test_set_with_a_wrong_type_or_unknown_key_is_one_line(tmp_path, capsys):
+    recipe = _recipe(tmp_path)
+    assert longrm(["train", "--config", str(recipe), "--set", "defaults.learning_rate=fast"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "defaults.learning_rate" in err and "must be float" in err
+    assert longrm(["train", "--config", str(recipe), "--set", "defaults.max_step=3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "did you mean 'max_steps'?" in err
 
 
 def test_bad_recipe_is_one_line_naming_file_and_key(tmp_path, capsys):

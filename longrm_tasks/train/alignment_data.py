@@ -1,18 +1,20 @@
 """Read and tokenise Stage II alignment data: one prompt, one chosen and V rejected responses.
 
-Accepted record formats (JSON lines, a JSON list, or in-memory records):
+Records are read and normalised by `records.py`, the one normaliser of every
+stage: the LongRM authors' format (``messages`` = system + user turns that form
+the judge prompt, ``chosen`` str, ``rejected`` list of str) and TRL's
+preference formats (``prompt``/``chosen``/``rejected``, plain text or
+conversational, ``rejected`` one response or a list; the implicit-prompt form
+goes through ``trl.data_utils.extract_prompt``), from a JSON Lines file, a JSON
+list or memory.
 
-* the LongRM authors' format (``../shared/data/longrm_alignment_sample.jsonl``):
-  ``messages`` (system + user turns that form the prompt), ``chosen`` (str),
-  ``rejected`` (list of str);
-* TRL's preference formats: ``prompt``/``chosen``/``rejected``, either plain
-  text or conversational (lists of ``{"role", "content"}``), with ``rejected``
-  one response or a list of them; the implicit-prompt form (``chosen`` and
-  ``rejected`` are whole conversations) goes through ``trl.data_utils.extract_prompt``.
-
-Conversational prompts are rendered with the tokenizer's chat template and a
-generation prompt; plain prompts are tokenised as text. A response is its text
-(the assistant turn's content) followed by the tokenizer's EOS token.
+Each response is tokenised the way Stage I, the reward stage and the
+evaluation render a judgment (`long_inputs.encode`): a conversational prompt
+goes through the tokenizer's chat template with the generation prompt and
+thinking off (``enable_thinking=False``, as the evaluation prompt), and a
+response is the assistant turn as the template renders it after that prompt
+(for Qwen3: the answer after the empty ``<think></think>`` block, then
+``<|im_end|>``). Plain-text prompts are text + response + EOS, as TRL does.
 
 Over-long prompts are cut in the context like every training stage's
 (`long_inputs.fit_prompt`): the tagged key passage and the tail from the
@@ -22,17 +24,15 @@ counted and logged; no record is dropped.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
 
 from datasets import Dataset
-from trl.data_utils import extract_prompt
 
 from ..errors import InputError
-from .long_inputs import FitStats, encode_prompt, fit_prompt
+from .long_inputs import FitStats, encode, encode_prompt, fit_prompt
+from .records import Preference, preference_record, read_records
 
 logger = logging.getLogger(__name__)
 
@@ -53,128 +53,45 @@ class AlignmentDataStats(FitStats):
                 f"rejected (first V used), {self.padded_rejected} padded to V by repetition")
 
 
-def _read_records(path_or_records) -> Iterable[tuple[str | None, int, Any]]:
-    """Yield (path, 1-based line or record number, record)."""
-    if not isinstance(path_or_records, (str, os.PathLike)):
-        for i, record in enumerate(path_or_records, start=1):
-            yield None, i, record
-        return
-    path = os.fspath(path_or_records)
-    try:
-        handle = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read alignment data: {exc.strerror}", path=path) from None
-    with handle:
-        first = handle.read(1)
-        handle.seek(0)
-        if first == "[":  # a JSON list of records
-            try:
-                records = json.load(handle)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"invalid JSON: {exc.msg}", path=path, line=exc.lineno) from None
-            for i, record in enumerate(records, start=1):
-                yield path, f"record {i}", record
-            return
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"invalid JSON: {exc.msg}", path=path, line=lineno) from None
-            yield path, lineno, record
-
-
-def _is_conversation(value) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(m, dict) for m in value)
-
-
-def _check_messages(messages, where, field: str) -> list[dict]:
-    if not _is_conversation(messages):
-        raise InputError("must be a non-empty list of {'role', 'content'} messages", **where, field=field)
-    for k, m in enumerate(messages):
-        if not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise InputError(f"message {k} needs a string 'role' and a string 'content'", **where, field=field)
-    return messages
-
-
-def _response_text(value, where, field: str) -> str:
-    """A response is a string, or a conversation whose assistant turn(s) hold it."""
-    if isinstance(value, str):
-        return value
-    if _is_conversation(value):
-        messages = _check_messages(value, where, field)
-        turns = [m["content"] for m in messages if m["role"] == "assistant"]
-        if turns:
-            return "".join(turns)
-        raise InputError("conversation has no assistant turn", **where, field=field)
-    raise InputError(f"must be a string or an assistant conversation, got {type(value).__name__}",
-                     **where, field=field)
-
-
-def _rejected_list(value, where) -> list:
-    """``rejected`` may be one response (str or conversation) or a list of them."""
-    if isinstance(value, str) or _is_conversation(value):
-        return [value]
-    if isinstance(value, list) and value:
-        return value
-    raise InputError("must be a response or a non-empty list of responses", **where, field="rejected")
-
-
-def _normalise(record, where) -> tuple[list[dict] | str, str, list[str]]:
-    """(prompt as messages or text, chosen text, rejected texts) from any accepted format."""
-    if not isinstance(record, dict):
-        raise InputError(f"record must be a JSON object, got {type(record).__name__}", **where)
-    for field in ("chosen", "rejected"):
-        if field not in record:
-            raise InputError("missing", **where, field=field)
-    if "messages" in record:
-        prompt = _check_messages(record["messages"], where, "messages")
-    elif "prompt" in record:
-        prompt = record["prompt"]
-        if isinstance(prompt, list):
-            prompt = _check_messages(prompt, where, "prompt")
-        elif not isinstance(prompt, str):
-            raise InputError(f"must be a string or a list of messages, got {type(prompt).__name__}",
-                             **where, field="prompt")
-    elif _is_conversation(record["chosen"]) and _is_conversation(record["rejected"]):
-        record = extract_prompt({"chosen": record["chosen"], "rejected": record["rejected"]})
-        prompt = record["prompt"]
-        if not prompt:
-            raise InputError("chosen and rejected conversations share no prompt", **where, field="prompt")
-    else:
-        raise InputError("missing (need 'messages' or 'prompt')", **where, field="prompt")
-    chosen = _response_text(record["chosen"], where, "chosen")
-    rejected = [_response_text(r, where, f"rejected[{j}]")
-                for j, r in enumerate(_rejected_list(record["rejected"], where))]
-    return prompt, chosen, rejected
-
-
-def _tokenize_record(tokenizer, prompt, chosen: str, rejected: Sequence[str], *, max_length: int,
-                     where, stats: AlignmentDataStats) -> dict:
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise ValueError("the tokenizer has no eos_token; set one so responses can end")
-
-    def response_ids(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"] + [eos]
-
-    chosen_ids = response_ids(chosen)
-    rejected_ids = [response_ids(r) for r in rejected]
-    encoded = encode_prompt(tokenizer, prompt)
-    longest = max(len(chosen_ids), *(len(r) for r in rejected_ids))
+def _tokenize_record(tokenizer, pref: Preference, *, max_length: int, stats: AlignmentDataStats) -> dict:
+    encoded = encode(tokenizer, pref.prompt, [pref.chosen, *pref.rejected])
+    # Every response continues the same prompt tokens (shared-context training needs one prompt);
+    # where a response's first token merged with the prompt's last, the shorter prefix is the prompt.
+    shared = min(e.prompt_len for e in encoded)
+    prompt_ids = encoded[0].ids[:shared]
+    responses = [e.ids[shared:] for e in encoded]
+    fields = ["chosen"] + [f"rejected[{j}]" for j in range(len(pref.rejected))]
+    for response, field in zip(responses, fields):
+        if not response:
+            raise pref.where.error("tokenises to nothing after the prompt", field)
+    longest = max(len(r) for r in responses)
     budget = max_length - longest
     if budget < 1:
-        raise InputError(f"a response has {longest} tokens, which leaves no room for the prompt within "
-                         f"max_length={max_length}", **where, field="chosen/rejected")
-    kept = fit_prompt(encoded.ids, budget, encoded, stats)
+        raise pref.where.error(f"a response has {longest} tokens, which leaves no room for the prompt within "
+                               f"max_length={max_length}", "chosen/rejected")
+    prompt = encode_prompt(tokenizer, pref.prompt)  # key passage span and protected tail, in prompt tokens
+    kept = fit_prompt(prompt_ids, budget, prompt, stats)
     stats.examples += 1
-    stats.longest_input = max(stats.longest_input, len(encoded.ids) + longest)  # before fitting, as in SFT
-    return {"prompt_input_ids": kept, "chosen_input_ids": chosen_ids, "rejected_input_ids": rejected_ids,
-            "prompt_length_original": len(encoded.ids)}
+    stats.longest_input = max(stats.longest_input, shared + longest)  # before fitting, as in SFT
+    return {"prompt_input_ids": kept, "chosen_input_ids": responses[0], "rejected_input_ids": responses[1:],
+            "prompt_length_original": shared}
 
 
-def load_alignment_dataset(path_or_records, tokenizer, *, max_length: int = 131_072, num_rejected: int = 4,
+def _exactly_v(pref: Preference, num_rejected: int, pad_rejected: bool, stats: AlignmentDataStats) -> Preference:
+    rejected = pref.rejected
+    if len(rejected) > num_rejected:
+        stats.extra_rejected_ignored += 1
+        rejected = rejected[:num_rejected]
+    elif len(rejected) < num_rejected:
+        if not pad_rejected:
+            raise pref.where.error(f"has {len(rejected)} responses but num_rejected (V) is {num_rejected}; "
+                                   "lower V or allow padding by repetition (pad_rejected)", "rejected")
+        stats.padded_rejected += 1
+        rejected = [rejected[j % len(rejected)] for j in range(num_rejected)]
+    return Preference(pref.prompt, pref.chosen, rejected, pref.where, pref.margin)
+
+
+def load_alignment_dataset(path_or_records, tokenizer, *, max_length: int = 131_072, num_rejected: int = 2,
                            pad_rejected: bool = False, return_stats: bool = False):
     """Tokenised alignment data as a ``datasets.Dataset``.
 
@@ -188,21 +105,9 @@ def load_alignment_dataset(path_or_records, tokenizer, *, max_length: int = 131_
         raise ValueError(f"num_rejected must be >= 1, got {num_rejected}")
     stats = AlignmentDataStats()
     rows = []
-    for path, line, record in _read_records(path_or_records):
-        where = {"path": path, "line": line}
-        prompt, chosen, rejected = _normalise(record, where)
-        if len(rejected) > num_rejected:
-            stats.extra_rejected_ignored += 1
-            rejected = rejected[:num_rejected]
-        elif len(rejected) < num_rejected:
-            if not pad_rejected:
-                raise InputError(f"has {len(rejected)} responses but num_rejected (V) is {num_rejected}; "
-                                 "lower V or allow padding by repetition (pad_rejected)", **where,
-                                 field="rejected")
-            stats.padded_rejected += 1
-            rejected = [rejected[j % len(rejected)] for j in range(num_rejected)]
-        rows.append(_tokenize_record(tokenizer, prompt, chosen, rejected, max_length=max_length,
-                                     where=where, stats=stats))
+    for where, record in read_records(path_or_records):
+        pref = _exactly_v(preference_record(record, where), num_rejected, pad_rejected, stats)
+        rows.append(_tokenize_record(tokenizer, pref, max_length=max_length, stats=stats))
     if not rows:
         raise InputError("no alignment records found",
                          path=os.fspath(path_or_records) if isinstance(path_or_records, (str, os.PathLike))
@@ -210,3 +115,27 @@ def load_alignment_dataset(path_or_records, tokenizer, *, max_length: int = 131_
     (logger.warning if stats.truncated else logger.info)(stats.summary())
     dataset = Dataset.from_list(rows)
     return (dataset, stats) if return_stats else dataset
+
+
+def alignment_trainer(model_path: str, args, train_file, eval_file=None, peft_config=None, callbacks=None):
+    """Stage II: the multi-reject alignment trainer on its tokenised data; returns (trainer, data report)."""
+    from transformers import AutoTokenizer
+
+    from longrm_tasks.train.alignment_trainer import AlignmentTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+
+    def load(path):
+        return load_alignment_dataset(str(path), tokenizer, max_length=args.max_length,
+                                      num_rejected=args.num_rejected, pad_rejected=args.pad_rejected,
+                                      return_stats=True)
+
+    train, stats = load(train_file)
+    report = {"train": stats.as_dict()}
+    eval_dataset = None
+    if eval_file is not None:
+        eval_dataset, eval_stats = load(eval_file)
+        report["eval"] = eval_stats.as_dict()
+    trainer = AlignmentTrainer(model_path, args=args, train_dataset=train, eval_dataset=eval_dataset,
+                               processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+    return trainer, report

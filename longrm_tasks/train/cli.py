@@ -25,6 +25,20 @@ def add_arguments(parser) -> None:
                         help="skip finished stages and continue an unfinished one from its last checkpoint")
 
 
+def resume_command(args) -> str:
+    """The command that continues this run: the same options plus ``--resume``."""
+    import shlex
+
+    words = ["longrm", "train", "--config", args.config]
+    for override in args.overrides:
+        words += ["--set", override]
+    if args.output_dir:
+        words += ["--output-dir", args.output_dir]
+    if args.stage:
+        words += ["--stage", args.stage]
+    return shlex.join(words + ["--resume"])
+
+
 def run(args) -> int:
     import json
     import logging
@@ -39,7 +53,12 @@ def run(args) -> int:
     recipe = load_recipe(args.config, overrides)
     if args.stage:
         recipe.stage(args.stage)  # fail on a typo before any work
-    results = run_recipe(recipe, only=args.stage, resume=args.resume)
+    try:
+        results = run_recipe(recipe, only=args.stage, resume=args.resume)
+    except KeyboardInterrupt:
+        # `longrm` prints this one line and exits 130 (cli.guarded); the checkpoints on disk stay.
+        raise KeyboardInterrupt(f"interrupted; finished stages and saved checkpoints in {recipe.output_dir} are "
+                                f"kept. Resume with: {resume_command(args)}") from None
     for result in results:
         print(json.dumps({"stage": result["stage"], "kind": result["kind"],
                           "output": str(recipe.output_dir / result["stage"]),

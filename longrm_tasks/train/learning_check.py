@@ -98,7 +98,10 @@ def pairwise_accuracy(model_dir: str | Path, items: list[dict], path: str) -> fl
     model.eval()
 
     def score(prompt, response) -> float:
-        (enc,) = encode(tokenizer, prompt, [[{"role": "assistant", "content": response}]])
+        # rendered as each stage trains and as the evaluation asks: a scalar RM scores the whole
+        # conversation, a judge generates after the evaluation prompt (long_inputs.encode)
+        rendering = "conversation" if path == "discriminative" else "generation"
+        (enc,) = encode(tokenizer, prompt, [[{"role": "assistant", "content": response}]], rendering=rendering)
         ids = torch.tensor([enc.ids])
         with torch.no_grad():
             if path == "discriminative":
@@ -118,7 +121,7 @@ def recipe_for(settings: CheckSettings, base_model: Path, train_file: Path) -> d
     common = {"max_length": 4 * settings.context_words + 256, "per_device_train_batch_size": settings.batch_size,
               "num_train_epochs": settings.epochs, "learning_rate": settings.learning_rate,
               "lr_scheduler_type": "constant", "logging_steps": 10, "save_strategy": "no", "bf16": False,
-              "gradient_checkpointing": False, "use_cpu": True, "seed": settings.seed,
+              "activation_checkpointing": False, "use_cpu": True, "seed": settings.seed,
               "disable_tqdm": True}
     if settings.path == "discriminative":
         stages = [{"name": "reward", "kind": "reward", "data": str(train_file)}]

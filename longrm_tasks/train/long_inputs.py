@@ -7,14 +7,17 @@ benchmark's head+tail rule (`longrm_tasks.truncation.truncate_middle`) to
 the prompt only. When the prompt tags its key passage the paper's way
 (``<LD> ... </LD>``) the cut goes around it, so the evidence survives too; the
 part after ``</context>`` (question, response to judge) is kept whole when it
-fits. Every cut is counted in `FitStats` and reported by the stage.
+fits. Every cut is counted in `longrm_tasks.fitting.FitStats` (the one stats
+type of every path that fits text) and reported by the stage.
 """
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
+from longrm_tasks.fitting import FitStats  # the one "what fitting did" type; re-exported for the stages
+from longrm_tasks.prompts import render_chat
 from longrm_tasks.truncation import truncate_middle
 
 # The key passage is tagged <TAG> ... </TAG>; the tag varies per record (<LD>, <Q9>, <465D>, ...) and
@@ -28,28 +31,6 @@ CONTEXT_END = "</context>"
 
 
 @dataclass
-class FitStats:
-    """What fitting did to a data set: nothing is cut silently."""
-
-    examples: int = 0
-    truncated: int = 0
-    tokens_dropped: int = 0
-    key_passages_kept: int = 0
-    key_passages_cut: int = 0
-    tails_cut: int = 0  # the part after </context> did not fit whole and was cut too
-    longest_input: int = 0  # tokens, before fitting
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def summary(self) -> str:
-        return (f"{self.examples} examples, {self.truncated} truncated in the context "
-                f"({self.tokens_dropped} tokens dropped, longest input before the cut {self.longest_input}; "
-                f"key passages kept {self.key_passages_kept}, cut {self.key_passages_cut}; question/response "
-                f"tails cut {self.tails_cut}), 0 dropped")
-
-
-@dataclass
 class Encoded:
     """A tokenised prompt + response: ``ids[:prompt_len]`` is context, the rest is learned or judged."""
 
@@ -60,14 +41,16 @@ class Encoded:
 
 
 def _render_prompt(tokenizer, prompt) -> str:
+    # The evaluation prompt's rendering (`prompts.render_chat`: generation prompt, thinking off), so a
+    # judge trains on the exact format it is asked in (Qwen3: the empty <think></think> block).
     if isinstance(prompt, list):
-        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        return render_chat(tokenizer, prompt, add_generation_prompt=True, enable_thinking=False)
     return prompt
 
 
 def _render_full(tokenizer, prompt, response) -> str:
     if isinstance(prompt, list):
-        return tokenizer.apply_chat_template(prompt + response, tokenize=False)
+        return render_chat(tokenizer, prompt + response, add_generation_prompt=False, enable_thinking=False)
     # Plain text: like TRL, end the response with EOS.
     eos = tokenizer.eos_token or ""
     full_text = prompt + response
@@ -87,22 +70,56 @@ def key_span(prompt_text: str, offsets: list) -> tuple[int, int] | None:
     return (tokens[0], tokens[-1] + 1) if tokens else None
 
 
-def encode(tokenizer, prompt, responses: list) -> list[Encoded]:
-    """Tokenise prompt + each response the way TRL does (chat template, or text + EOS with the
-    tokenizer's special tokens); the prompt/response boundary is their common token prefix."""
+RENDERINGS = ("generation", "conversation")
+
+
+def encode(tokenizer, prompt, responses: list, *, rendering: str = "generation") -> list[Encoded]:
+    """Tokenise prompt + each response; every stage (SFT, alignment, reward) encodes through here.
+
+    The prompt is rendered as the evaluation renders it (chat template, generation prompt,
+    thinking off; or plain text), and a response is the assistant turn as the template renders
+    it after that prompt. When the template's rendering of the conversation continues its own
+    generation prompt (Llama, Qwen2/3, Gemma, Mistral, ...), this is TRL's way: the whole
+    conversation tokenised at once, the prompt/response boundary at the common token prefix.
+    When it does not (a template whose generation prompt adds an empty thinking block its
+    rendered assistant turns lack), ``rendering`` says which evaluation to match:
+    ``"generation"`` (a judge generating its verdict: Stage I and II) keeps the evaluation
+    prompt's tokens and appends the rendered turn's text from where the two renderings part,
+    what the judge must generate when asked in the evaluation's format; ``"conversation"`` (a
+    scalar RM, which the scorer feeds the whole rendered conversation: the reward stage) keeps
+    the conversation's tokens, split at the common prefix. Plain text: text + response + EOS
+    with special tokens.
+    """
+    if rendering not in RENDERINGS:
+        raise ValueError(f"rendering must be one of {RENDERINGS}, got {rendering!r}")
     from trl.data_utils import common_prefix_length
 
     special = not isinstance(prompt, list)  # a chat template already holds its special tokens
     prompt_text = _render_prompt(tokenizer, prompt)
-    prompt_ids = tokenizer(prompt_text, add_special_tokens=special)["input_ids"]
+    prompt_enc = tokenizer(prompt_text, add_special_tokens=special, return_offsets_mapping=True)
+    prompt_ids = list(prompt_enc["input_ids"])
     out = []
     for response in responses:
-        full = tokenizer(_render_full(tokenizer, prompt, response), add_special_tokens=special,
-                         return_offsets_mapping=True)
-        ids = list(full["input_ids"])
-        prompt_len = common_prefix_length(prompt_ids, ids)
-        out.append(_encoded(ids, prompt_len, prompt_text, full["offset_mapping"][:prompt_len]))
+        full_text = _render_full(tokenizer, prompt, response)
+        if rendering == "conversation" or full_text.startswith(prompt_text):
+            full = tokenizer(full_text, add_special_tokens=special, return_offsets_mapping=True)
+            ids = list(full["input_ids"])
+            prompt_len = common_prefix_length(prompt_ids, ids)
+            out.append(_encoded(ids, prompt_len, prompt_text, full["offset_mapping"][:prompt_len]))
+            continue
+        start = _common_text_prefix(prompt_text, full_text)
+        response_ids = tokenizer(full_text[start:], add_special_tokens=False)["input_ids"]
+        out.append(_encoded(prompt_ids + list(response_ids), len(prompt_ids), prompt_text,
+                            prompt_enc["offset_mapping"]))
     return out
+
+
+def _common_text_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 def encode_prompt(tokenizer, prompt) -> Encoded:
@@ -133,10 +150,11 @@ def fit_prompt(prompt: list[int], budget: int, enc: Encoded, stats: FitStats) ->
     """Cut ``prompt`` to ``budget`` tokens: head+tail, or head+tail on each side of the key passage."""
     key_span = enc.key_span
     n = len(prompt)
+    stats.inputs += 1
+    stats.measured += 1
     if n <= budget:
         return prompt
-    stats.truncated += 1
-    stats.tokens_dropped += n - budget
+    stats.cut(n - budget)
     if key_span is not None:
         start, end = key_span
         key_len = end - start
@@ -144,9 +162,13 @@ def fit_prompt(prompt: list[int], budget: int, enc: Encoded, stats: FitStats) ->
             before, after = prompt[:start], prompt[end:]
             room = budget - key_len
             # Share the remaining room in proportion to each side's length, so both the
-            # instructions (head) and the question (tail) keep context around the evidence.
+            # instructions (head) and the question (tail) keep context around the evidence;
+            # the question/response tail is served first, so it stays whole whenever it fits.
             keep_before = round(room * len(before) / max(1, len(before) + len(after)))
             keep_after = room - keep_before
+            tail = min(enc.tail_len, len(after))
+            if keep_after < tail <= room:
+                keep_after, keep_before = tail, room - tail
             if keep_before > len(before):
                 keep_before, keep_after = len(before), room - len(before)
             if keep_after > len(after):

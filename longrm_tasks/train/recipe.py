@@ -9,25 +9,35 @@ stage's TRL-style config (`trl.SFTConfig`, `AlignmentConfig`,
 Paths: ``data``/``eval_data`` and a ``./`` or ``../`` ``base_model`` in the
 YAML are relative to the recipe file; ``output_dir`` is relative to the
 working directory; paths given with ``--set`` are relative to the working
-directory. ``$VARS`` and ``~`` are expanded.
+directory. ``$VARS`` and ``~`` are expanded. ``sample:NAME`` names a data file
+bundled with the package (`longrm_tasks.train.samples`: ``sample:sft``,
+``sample:alignment``), so a recipe runs from a clean clone or a wheel.
 
-Errors name the recipe file and the key (``stages[1].kind``).
+The stage kinds and their config classes come from one table
+(`longrm_tasks.train.stages`). Errors name the recipe file and the key
+(``stages[1].kind``); a misspelt key names the closest known one, a value of
+the wrong type names the type its config field expects.
 """
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longrm_tasks.errors import InputError
+from longrm_tasks.errors import InputError, closest_name
+from longrm_tasks.train.stages import STAGES
 
-KINDS = ("sft", "alignment", "reward")
+KINDS = STAGES.names()
 TOP_KEYS = {"name", "description", "base_model", "output_dir", "defaults", "stages"}
-STAGE_KEYS = {"name", "kind", "data", "eval_data", "model_from", "lora", "global_batch_size", "args"}
+STAGE_KEYS = {"name", "kind", "data", "eval_data", "max_records", "model_from", "lora", "global_batch_size", "args"}
 PATH_KEYS = ("data", "eval_data")
+SAMPLE_SCHEME = "sample:"  # data: sample:alignment -> the Stage II sample shipped in the package
 # Marks a base model that is built on the spot (random weights, for plumbing checks on CPU).
 TINY_RANDOM = "tiny-random"
 # PyYAML reads 2e-6 (no dot) as a string; hyper-parameters that look like numbers are numbers.
@@ -44,6 +54,7 @@ class Stage:
     args: dict[str, Any] = field(default_factory=dict)  # recipe defaults + stage args (config fields)
     lora: dict[str, Any] | None = None  # peft LoraConfig fields; None = full fine-tuning
     global_batch_size: int | None = None  # sets gradient_accumulation_steps from the world size
+    max_records: int | None = None  # train on the first N records of ``data`` only (None: all)
 
 
 @dataclass
@@ -65,17 +76,13 @@ class Recipe:
 
 def config_class(kind: str):
     """The config dataclass whose fields a stage's ``args`` may set."""
-    if kind == "sft":
-        from trl import SFTConfig
+    return STAGES.get(kind).config_class()
 
-        return SFTConfig
-    if kind == "reward":
-        from trl import RewardConfig
 
-        return RewardConfig
-    from longrm_tasks.train.alignment_config import AlignmentConfig
-
-    return AlignmentConfig
+def did_you_mean(name: str, known) -> str:
+    """`` (did you mean 'x'?)`` for the closest known name, or nothing."""
+    close = closest_name(name, [k for k in known if k is not None])
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 def _number(value: Any) -> Any:
@@ -112,7 +119,9 @@ def apply_override(raw: dict, keys: list[str], value: Any, path: Path) -> None:
             if not matches and key.isdigit() and int(key) < len(node):
                 matches = [node[int(key)]]
             if not matches:
-                raise InputError(f"no stage named {key!r}", path=str(path), field="--set " + ".".join(keys))
+                names = [s.get("name") for s in node if isinstance(s, dict)]
+                raise InputError(f"no stage named {key!r}{did_you_mean(key, names)}", path=str(path),
+                                 field="--set " + ".".join(keys))
             node = matches[0]
             continue
         if not isinstance(node, dict):
@@ -132,40 +141,113 @@ def _require(mapping: dict, key: str, kind: type, path: Path, where: str) -> Any
     return mapping[key]
 
 
-def _check_args(args: dict, kind: str, path: Path, where: str) -> dict:
-    names = {f.name for f in dataclasses.fields(config_class(kind))}
-    for key in args:
+def _type_name(tp) -> str:
+    """A field type in words: ``float``, ``int or null``, ``one of 'linear', 'cosine', ...``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        names, args = [], typing.get_args(tp)
+        if str in args and any(isinstance(a, type) and issubclass(a, enum.Enum) for a in args):
+            args = tuple(a for a in args if a is not str)
+        for arg in args:
+            name = _type_name(arg)
+            if name not in names:
+                names.append(name)
+        return " or ".join(names)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of " + ", ".join(repr(m.value) for m in tp)
+    if origin is not None:
+        tp = origin
+    if tp is dict:
+        return "a mapping"
+    if tp is list:
+        return "a list"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _matches(value: Any, tp) -> bool:
+    """Whether a YAML value fits a config field's annotation (unknown annotations accept anything)."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        enums = [a for a in args if isinstance(a, type) and issubclass(a, enum.Enum)]
+        if enums and str in args:  # `SchedulerType | str`: the string must still name a member
+            args = tuple(a for a in args if a is not str)
+        return any(_matches(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in typing.get_args(tp)
+    if tp is type(None):
+        return value is None
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return value in {m.value for m in tp}
+    if origin is not None:
+        tp = origin
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp in (str, dict, list):
+        return isinstance(value, tp)
+    return True  # classes such as accelerate's ParallelismConfig: the config itself checks them
+
+
+def _field_types(cls) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # an annotation that cannot be evaluated: fall back to what the dataclass holds
+        return {f.name: f.type for f in dataclasses.fields(cls)}
+
+
+def _check_args(args: dict, kind: str, path: Path, where: str, from_defaults=frozenset()) -> dict:
+    """Known fields with values of the type the config class declares; anything else names its key."""
+    cls = config_class(kind)
+    types_ = _field_types(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    checked = {}
+    for key, value in args.items():
+        field = f"defaults.{key}" if key in from_defaults else f"{where}{key}"
         if key == "output_dir":
             raise InputError("is set by `longrm train` (use --output-dir or the recipe's output_dir)",
-                             path=str(path), field=f"{where}{key}")
+                             path=str(path), field=field)
         if key not in names:
-            close = [n for n in names if n.startswith(key[:4])][:5]
-            hint = f" (similar: {', '.join(sorted(close))})" if close else ""
-            raise InputError(f"is not a field of {config_class(kind).__name__}{hint}", path=str(path),
-                             field=f"{where}{key}")
-    return {key: _number(value) for key, value in args.items()}
+            raise InputError(f"is not a field of {cls.__name__}{did_you_mean(key, names)}", path=str(path),
+                             field=field)
+        value = _number(value)
+        tp = types_.get(key, Any)
+        if not _matches(value, tp):
+            raise InputError(f"must be {_type_name(tp)} ({cls.__name__}.{key}), got {value!r}", path=str(path),
+                             field=field)
+        checked[key] = value
+    return checked
 
 
 def _stage(raw: Any, index: int, defaults: dict, base_dir: Path, path: Path, seen: list[str]) -> Stage:
     where = f"stages[{index}]."
     if not isinstance(raw, dict):
         raise InputError("must be a mapping", path=str(path), field=f"stages[{index}]")
-    unknown = set(raw) - STAGE_KEYS
+    unknown = sorted(set(raw) - STAGE_KEYS)
     if unknown:
-        raise InputError(f"unknown key(s) {sorted(unknown)}; allowed: {sorted(STAGE_KEYS)}", path=str(path),
-                         field=f"stages[{index}]")
+        raise InputError(f"unknown key {unknown[0]!r}{did_you_mean(unknown[0], STAGE_KEYS)}; allowed: "
+                         f"{', '.join(sorted(STAGE_KEYS))}", path=str(path), field=f"stages[{index}]")
     name = _require(raw, "name", str, path, where)
     where = f"stages[{index}] ({name})."
     if name in seen:
         raise InputError("duplicate stage name", path=str(path), field=where + "name")
     kind = _require(raw, "kind", str, path, where)
-    if kind not in KINDS:
-        raise InputError(f"must be one of {', '.join(KINDS)}, got {kind!r}", path=str(path), field=where + "kind")
+    if kind not in STAGES:
+        raise InputError(f"must be one of {', '.join(KINDS)}, got {kind!r}{did_you_mean(kind, KINDS)}",
+                         path=str(path), field=where + "kind")
     paths = {}
     for key in PATH_KEYS:
         if raw.get(key) not in (None, ""):
-            value = Path(_expand(str(raw[key])))
-            paths[key] = value if value.is_absolute() else (base_dir / value).resolve()
+            paths[key] = _data_path(str(raw[key]), base_dir, path, where + key)
     if "data" not in paths:
         raise InputError("is required", path=str(path), field=where + "data")
     model_from = raw.get("model_from", "previous")
@@ -177,12 +259,30 @@ def _stage(raw: Any, index: int, defaults: dict, base_dir: Path, path: Path, see
     for key, value in (("args", args), ("lora", lora)):
         if value is not None and not isinstance(value, dict):
             raise InputError("must be a mapping", path=str(path), field=where + key)
-    merged = _check_args({**defaults, **args}, kind, path, where + "args.")
+    merged = _check_args({**defaults, **args}, kind, path, where + "args.", frozenset(set(defaults) - set(args)))
     gbs = raw.get("global_batch_size")
     if gbs is not None and (isinstance(gbs, bool) or not isinstance(gbs, int) or gbs < 1):
         raise InputError("must be a positive integer", path=str(path), field=where + "global_batch_size")
+    max_records = raw.get("max_records")
+    if max_records is not None and (isinstance(max_records, bool) or not isinstance(max_records, int)
+                                    or max_records < 1):
+        raise InputError("must be a positive integer", path=str(path), field=where + "max_records")
     return Stage(name=name, kind=kind, data=paths["data"], eval_data=paths.get("eval_data"),
-                 model_from=model_from, args=merged, lora=lora, global_batch_size=gbs)
+                 model_from=model_from, args=merged, lora=lora, global_batch_size=gbs, max_records=max_records)
+
+
+def _data_path(text: str, base_dir: Path, path: Path, field: str) -> Path:
+    """A bundled ``sample:NAME``, an absolute path, or a path relative to the recipe's folder."""
+    if text.startswith(SAMPLE_SCHEME):
+        from longrm_tasks.train.samples import SAMPLES, sample_path
+
+        name = text[len(SAMPLE_SCHEME):]
+        if name not in SAMPLES:
+            raise InputError(f"no bundled sample {name!r}{did_you_mean(name, SAMPLES)}; bundled: "
+                             f"{', '.join(SAMPLE_SCHEME + n for n in SAMPLES)}", path=str(path), field=field)
+        return sample_path(name)
+    value = Path(_expand(text))
+    return value if value.is_absolute() else (base_dir / value).resolve()
 
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
@@ -204,14 +304,16 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     for text in overrides:
         keys, value = parse_override(text)
         # Paths typed on the command line are relative to where the user is, not to the recipe.
-        if keys[-1] in PATH_KEYS + ("output_dir", "base_model") and isinstance(value, str) and value:
+        if (keys[-1] in PATH_KEYS + ("output_dir", "base_model") and isinstance(value, str) and value
+                and not value.startswith(SAMPLE_SCHEME)):
             candidate = Path(_expand(value))
             if keys[-1] != "base_model" or candidate.exists():
                 value = str(candidate.resolve())
         apply_override(raw, keys, value, path)
-    unknown = set(raw) - TOP_KEYS
+    unknown = sorted(set(raw) - TOP_KEYS)
     if unknown:
-        raise InputError(f"unknown key(s) {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}", path=str(path))
+        raise InputError(f"unknown key {unknown[0]!r}{did_you_mean(unknown[0], TOP_KEYS)}; allowed: "
+                         f"{', '.join(sorted(TOP_KEYS))}", path=str(path))
     base_model = _expand(str(_require(raw, "base_model", str, path, "")))
     if base_model.startswith(("./", "../")):
         base_model = str((base_dir / base_model).resolve())

@@ -1,17 +1,22 @@
-"""Training records from JSON Lines files, normalised to prompt/completion and preference pairs.
+"""Training records, normalised once for every stage: prompt/completion (SFT) and preferences.
 
-TRL's own formats (``prompt``/``completion``, ``messages``, explicit- and
-implicit-prompt preference records) are accepted as they are, plus the LongRM
-authors' Stage II records (``messages`` = judge prompt, ``chosen`` = majority
-judgment, ``rejected`` = list of dissenting judgments). Every problem is an
-``InputError`` naming the file, the 1-based line and the field.
+The one reader and normaliser of training data: Stage I (`sft.py`), Stage II
+(`alignment_data.py`) and the reward stage (`reward.py`) all read records here
+and tokenise them the same way (`long_inputs.encode`, the chat template's
+assistant turn). TRL's own formats (``prompt``/``completion``, ``messages``,
+explicit- and implicit-prompt preference records) are accepted as they are,
+plus the LongRM authors' Stage II records (``messages`` = judge prompt,
+``chosen`` = majority judgment, ``rejected`` = list of dissenting judgments).
+Records come from a JSON Lines file, a ``.json`` list, or memory. Every
+problem is an ``InputError`` naming the file, the 1-based line and the field.
 """
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterable, Iterator, Union
 
 from longrm_tasks.errors import InputError
 from longrm_tasks.jsonl import iter_jsonl
@@ -29,7 +34,7 @@ PREFERENCE_FORMATS = ("'prompt'/'chosen'/'rejected' records, implicit-prompt 'ch
 class Where:
     """Where a record came from, for error messages."""
 
-    path: str
+    path: str | None  # None for records handed over in memory
     line: int
 
     def error(self, message: str, field: str | None = None) -> InputError:
@@ -44,6 +49,17 @@ class PromptCompletion:
 
 
 @dataclass
+class Preference:
+    """One prompt, its chosen response and every rejected one (Stage II keeps them together)."""
+
+    prompt: Turns
+    chosen: Turns
+    rejected: list[Turns]
+    where: Where
+    margin: float | None = None
+
+
+@dataclass
 class PreferencePair:
     prompt: Turns
     chosen: Turns
@@ -52,12 +68,67 @@ class PreferencePair:
     margin: float | None = None
 
 
+class DataFile(os.PathLike):
+    """A data file of which only the first ``max_records`` records are read (None: all of them).
+
+    A recipe's ``max_records`` (e.g. the reference discriminative run's first 6,000 rows)
+    reaches every stage's reader this way: `read_jsonl` honours it, everything else sees a path.
+    """
+
+    def __init__(self, path: str | os.PathLike, max_records: int | None = None):
+        self.path = Path(path)
+        self.max_records = max_records
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"DataFile({str(self.path)!r}, max_records={self.max_records})"
+
+
+def _is_json_list(path: Path) -> bool:
+    if path.suffix == ".json":
+        return True
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return handle.read(64).lstrip().startswith("[")
+
+
+def read_records(source: str | os.PathLike | Iterable[Any]) -> Iterator[tuple[Where, dict]]:
+    """`read_jsonl` for a path; records handed over in memory are numbered from 1."""
+    if isinstance(source, (str, os.PathLike)):
+        yield from read_jsonl(source)
+        return
+    for number, record in enumerate(source, 1):
+        where = Where(None, number)
+        if not isinstance(record, dict):
+            raise where.error(f"record must be a JSON object, got {type(record).__name__}")
+        yield where, record
+
+
 def read_jsonl(path: str | Path) -> Iterator[tuple[Where, dict]]:
-    """Yield (where, record) for each non-blank line of a JSON Lines file (or each item of a JSON list)."""
-    path = Path(path)
+    """Yield (where, record) for each non-blank line of a JSON Lines file (or each item of a JSON list).
+
+    A `DataFile` stops after its ``max_records`` records.
+    """
+    limit = getattr(path, "max_records", None)
+    if limit is not None:
+        records = _read_jsonl(Path(path))
+        for _ in range(limit):
+            item = next(records, None)
+            if item is None:
+                return
+            yield item
+        return
+    yield from _read_jsonl(Path(path))
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[Where, dict]]:
     if not path.is_file():
         raise InputError("data file not found", path=str(path))
-    if path.suffix == ".json":
+    if _is_json_list(path):
         try:
             items = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
@@ -144,8 +215,8 @@ def _margin(record: dict, where: Where) -> float | None:
     return float(value)
 
 
-def preference_pairs(record: dict, where: Where) -> list[PreferencePair]:
-    """Chosen-vs-rejected pairs of one record: one pair, or one per rejected response (Stage II)."""
+def preference_record(record: dict, where: Where) -> Preference:
+    """A preference record in any accepted format -> prompt, chosen and the list of rejected responses."""
     if "chosen" not in record or "rejected" not in record:
         raise where.error(f"missing 'chosen'/'rejected' (keys: {sorted(record)}); expected {PREFERENCE_FORMATS}")
     margin = _margin(record, where)
@@ -155,20 +226,25 @@ def preference_pairs(record: dict, where: Where) -> list[PreferencePair]:
         chosen = _turns(record["chosen"], where, "chosen")
         _check_same_kind(prompt, chosen, where, "chosen")
         rejected_list = record["rejected"]
+        if isinstance(rejected_list, list) and not rejected_list:
+            raise where.error("must be a response or a non-empty list of responses", "rejected")
         # A list of messages is one conversation; any other list holds several rejected responses.
-        if isinstance(rejected_list, list) and rejected_list and not all(isinstance(r, dict) for r in rejected_list):
+        if isinstance(rejected_list, list) and not all(isinstance(r, dict) for r in rejected_list):
             fields = [f"rejected[{i}]" for i in range(len(rejected_list))]
         else:  # a single rejected response (text or conversation)
             rejected_list, fields = [rejected_list], ["rejected"]
-        pairs = []
+        rejected = []
         for value, field in zip(rejected_list, fields):
-            rejected = _turns(value, where, field)
-            _check_same_kind(prompt, rejected, where, field)
-            pairs.append(PreferencePair(prompt, _as_response(chosen, prompt), _as_response(rejected, prompt),
-                                        where, margin))
-        return pairs
+            response = _turns(value, where, field)
+            _check_same_kind(prompt, response, where, field)
+            rejected.append(_as_response(response, prompt))
+        return Preference(prompt, _as_response(chosen, prompt), rejected, where, margin)
     # Implicit prompt: two whole conversations sharing their first turns (TRL's extract_prompt).
     from trl.data_utils import extract_prompt
+
+    if not (isinstance(record["chosen"], list) and isinstance(record["rejected"], list)):
+        raise where.error("missing: give 'prompt' or 'messages', or 'chosen' and 'rejected' as whole "
+                          "conversations", "prompt")
 
     chosen = _messages(record["chosen"], where, "chosen")
     rejected = _messages(record["rejected"], where, "rejected")
@@ -177,4 +253,10 @@ def preference_pairs(record: dict, where: Where) -> list[PreferencePair]:
         raise where.error("implicit-prompt conversations share no leading turns; add a 'prompt' field", "chosen")
     if not split["chosen"] or not split["rejected"]:
         raise where.error("chosen and rejected conversations are identical", "rejected")
-    return [PreferencePair(split["prompt"], split["chosen"], split["rejected"], where, margin)]
+    return Preference(split["prompt"], split["chosen"], [split["rejected"]], where, margin)
+
+
+def preference_pairs(record: dict, where: Where) -> list[PreferencePair]:
+    """Chosen-vs-rejected pairs of one record: one pair, or one per rejected response (Stage II)."""
+    pref = preference_record(record, where)
+    return [PreferencePair(pref.prompt, pref.chosen, rejected, where, pref.margin) for rejected in pref.rejected]

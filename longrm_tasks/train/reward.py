@@ -59,7 +59,7 @@ class RewardStageConfig(RewardConfig):
 
 def tokenize_pair(pair, tokenizer, max_length: int | None, stats: FitStats) -> dict:
     """``{"chosen_ids", "rejected_ids"[, "margin"]}`` for one pair, fitted to ``max_length``."""
-    chosen, rejected = encode(tokenizer, pair.prompt, [pair.chosen, pair.rejected])
+    chosen, rejected = encode(tokenizer, pair.prompt, [pair.chosen, pair.rejected], rendering="conversation")
     responses = [chosen.ids[chosen.prompt_len:], rejected.ids[rejected.prompt_len:]]
     for response, field in zip(responses, ("chosen", "rejected")):
         if not response:
@@ -86,7 +86,7 @@ def tokenize_group(pairs, tokenizer, max_length: int | None, stats: FitStats) ->
     judged on the same context (as the authors' packed sequences share one prompt).
     """
     first = pairs[0]
-    encoded = encode(tokenizer, first.prompt, [first.chosen, *(p.rejected for p in pairs)])
+    encoded = encode(tokenizer, first.prompt, [first.chosen, *(p.rejected for p in pairs)], rendering="conversation")
     responses = [e.ids[e.prompt_len:] for e in encoded]
     fields = ["chosen"] + [f"rejected[{j}]" if len(pairs) > 1 else "rejected" for j in range(len(pairs))]
     for response, name in zip(responses, fields):

@@ -4,28 +4,42 @@ Layout: ``OUTPUT_DIR/<stage>/`` holds the Trainer's ``checkpoint-N`` folders
 while a stage runs, then the final model, tokenizer, model card (README.md)
 and ``longrm_stage.json``, the completion marker. A stage with the marker is
 finished: ``--resume`` skips it and restarts an unfinished one from its last
-checkpoint (Trainer's ``resume_from_checkpoint``). Progress bars are the
-Trainer's tqdm bars.
+*complete* checkpoint (Trainer's ``resume_from_checkpoint``): the Trainer writes
+``trainer_state.json`` last, so a ``checkpoint-N`` without it was cut short
+by a kill during the save; it is set aside (renamed ``incomplete-checkpoint-N``)
+and the run says so. Progress bars are the Trainer's tqdm bars.
+
+Which config class, trainer and LoRA task type a stage uses comes from the
+stage table (`longrm_tasks.train.stages`). Everything that can fail fast is
+checked in `preflight` before the first stage spends hours.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
+import shutil
 import time
 from pathlib import Path
 
+from longrm_tasks.atomic import write_text
 from longrm_tasks.errors import InputError
+from longrm_tasks.train.records import DataFile
 from longrm_tasks.train.recipe import TINY_RANDOM, Recipe, Stage, config_class
+from longrm_tasks.train.stages import STAGES
 
 logger = logging.getLogger(__name__)
 
 MARKER = "longrm_stage.json"
+TRAINER_STATE = "trainer_state.json"  # written last in a Trainer checkpoint: its presence marks a complete save
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # Config values worth showing in a model card even when the recipe leaves them at their default.
 CARD_FIELDS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-               "gradient_accumulation_steps", "max_length", "bf16", "gradient_checkpointing", "lr_scheduler_type",
-               "seed", "beta", "gamma", "num_rejected", "nll_weight", "share_context",
-               "completion_only_loss", "center_rewards_coefficient")
+               "gradient_accumulation_steps", "max_length", "bf16", "activation_checkpointing",
+               "adam_beta1", "adam_beta2", "weight_decay", "max_grad_norm", "lr_scheduler_type",
+               "lr_scheduler_kwargs", "warmup_steps", "seed", "beta", "gamma", "num_rejected", "nll_weight",
+               "share_context", "completion_only_loss", "center_rewards_coefficient", "rejected_aggregation")
 
 
 def stage_dir(recipe: Recipe, stage: Stage) -> Path:
@@ -75,48 +89,11 @@ def peft_config(stage: Stage):
         return None
     from peft import LoraConfig, TaskType
 
-    task = TaskType.SEQ_CLS if stage.kind == "reward" else TaskType.CAUSAL_LM
+    task = TaskType[STAGES.get(stage.kind).peft_task]
     try:
         return LoraConfig(task_type=task, **stage.lora)
     except (TypeError, ValueError) as err:
         raise InputError(f"invalid LoRA options: {err}", field=f"stages.{stage.name}.lora") from None
-
-
-def alignment_trainer(model_path: str, args, train_file, eval_file=None, peft_config=None, callbacks=None):
-    """Stage II: the multi-reject alignment trainer on its tokenised data; returns (trainer, data report)."""
-    from transformers import AutoTokenizer
-
-    from longrm_tasks.train.alignment_data import load_alignment_dataset
-    from longrm_tasks.train.alignment_trainer import AlignmentTrainer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-
-    def load(path):
-        return load_alignment_dataset(str(path), tokenizer, max_length=args.max_length,
-                                      num_rejected=args.num_rejected, pad_rejected=args.pad_rejected,
-                                      return_stats=True)
-
-    train, stats = load(train_file)
-    report = {"train": vars(stats)}
-    eval_dataset = None
-    if eval_file is not None:
-        eval_dataset, eval_stats = load(eval_file)
-        report["eval"] = vars(eval_stats)
-    trainer = AlignmentTrainer(model_path, args=args, train_dataset=train, eval_dataset=eval_dataset,
-                               processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
-    return trainer, report
-
-
-def _trainer_factory(kind: str):
-    if kind == "sft":
-        from longrm_tasks.train.sft import sft_trainer
-
-        return sft_trainer
-    if kind == "reward":
-        from longrm_tasks.train.reward import reward_trainer
-
-        return reward_trainer
-    return alignment_trainer
 
 
 def _step_counter():
@@ -172,19 +149,57 @@ def input_model(recipe: Recipe, stage: Stage) -> str:
     return str(stage_dir(recipe, previous))
 
 
-def run_stage(recipe: Recipe, stage: Stage, *, resume: bool = False, callbacks=()) -> dict:
-    from transformers.trainer_utils import get_last_checkpoint
+def _complete(checkpoint: Path) -> bool:
+    try:
+        json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
 
+
+def last_complete_checkpoint(out: Path) -> tuple[Path | None, list[Path]]:
+    """(newest checkpoint with a readable trainer_state.json, newer ones without it)."""
+    if not out.is_dir():
+        return None, []
+    found = sorted((int(m.group(1)), p) for p in out.iterdir()
+                   if p.is_dir() and (m := _CHECKPOINT.match(p.name)))
+    incomplete = []
+    for _, path in reversed(found):
+        if _complete(path):
+            return path, incomplete
+        incomplete.append(path)
+    return None, incomplete
+
+
+def _set_aside(incomplete: list[Path], resume_from: Path | None, stage: Stage) -> list[str]:
+    """Rename cut-short checkpoints out of the Trainer's way (it would resume from or rotate them)."""
+    names = []
+    for path in incomplete:
+        target = path.with_name(f"incomplete-{path.name}")
+        if target.exists():
+            shutil.rmtree(target)
+        path.rename(target)
+        names.append(path.name)
+        logger.warning("stage %s: %s is incomplete (no %s: its save was interrupted); set aside as %s, "
+                       "resuming from %s", stage.name, path.name, TRAINER_STATE, target.name,
+                       resume_from.name if resume_from else "the start of the stage")
+    return names
+
+
+def run_stage(recipe: Recipe, stage: Stage, *, resume: bool = False, callbacks=()) -> dict:
     out = stage_dir(recipe, stage)
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
     if out.is_dir() and any(out.iterdir()) and not resume:
         raise InputError(f"{out} already holds a run of stage {stage.name!r}; pass --resume to continue it or "
                          "choose another --output-dir", path=str(recipe.path))
+    last, incomplete = last_complete_checkpoint(out)
+    set_aside = _set_aside(incomplete, last, stage)
+    last = str(last) if last else None
     model_path = input_model(recipe, stage)
     args = build_config(stage, out)
     counter = _step_counter()
-    trainer, data_report = _trainer_factory(stage.kind)(
-        model_path, args, stage.data, stage.eval_data, peft_config(stage), [counter, *callbacks])
+    train_file = DataFile(stage.data, stage.max_records) if stage.max_records else stage.data
+    trainer, data_report = STAGES.get(stage.kind).trainer_factory()(
+        model_path, args, train_file, stage.eval_data, peft_config(stage), [counter, *callbacks])
     logger.info("stage %s (%s) from %s%s", stage.name, stage.kind, model_path,
                 f", resuming from {last}" if last else "")
     result = trainer.train(resume_from_checkpoint=last)
@@ -192,6 +207,7 @@ def run_stage(recipe: Recipe, stage: Stage, *, resume: bool = False, callbacks=(
     summary = {
         "recipe": str(recipe.path), "stage": stage.name, "kind": stage.kind, "input_model": model_path,
         "global_step": trainer.state.global_step, "resumed_from": last and Path(last).name,
+        "incomplete_checkpoints_set_aside": set_aside,
         "steps_this_run": counter.steps, "data": data_report, "metrics": result.metrics,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -201,7 +217,7 @@ def run_stage(recipe: Recipe, stage: Stage, *, resume: bool = False, callbacks=(
         config_values = {k: getattr(args, k) for k in CARD_FIELDS if hasattr(args, k)}
         write_card(out, recipe=recipe, stage=stage, input_model=model_path, config_values=config_values,
                    data_report=data_report, metrics=result.metrics)
-        (out / MARKER).write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+        write_text(out / MARKER, json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
 
@@ -217,10 +233,25 @@ def check_data(recipe: Recipe, stages: list[Stage]) -> None:
                              field=f"stages.{stage.name}.{key}")
 
 
+def preflight(recipe: Recipe, stages: list[Stage]) -> None:
+    """Checks that need no training, for every stage about to run, before the first one starts.
+
+    Data files must exist; then each stage kind's own check from the stage table
+    (``StageKind.preflight``, e.g. whether the model supports an option such as
+    shared-context attention) runs with the stage and the recipe's base model, and may
+    refuse in one line (``InputError``) or adjust ``stage.args`` and say so.
+    """
+    check_data(recipe, stages)
+    for stage in stages:
+        check = STAGES.get(stage.kind).preflight_check()
+        if check is not None:
+            check(stage, _base_model(recipe))
+
+
 def run_recipe(recipe: Recipe, *, only: str | None = None, resume: bool = False, callbacks=()) -> list[dict]:
     """Run every stage (or only ``only``), skipping finished ones when resuming."""
     stages = [recipe.stage(only)] if only else recipe.stages
-    check_data(recipe, [s for s in stages if not is_finished(recipe, s)])
+    preflight(recipe, [s for s in stages if not is_finished(recipe, s)])
     results = []
     for stage in stages:
         if is_finished(recipe, stage):
