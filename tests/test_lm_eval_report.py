@@ -170,14 +170,19 @@ def test_samples_must_match_lm_evals_count(ll_run, tmp_path, damage):
 
 
 def test_order_both_results_alone_report_without_crashing(ll_run, tmp_path, capsys):
+    """The README's `order: both` run reported from lm-eval's results JSON (no samples): once a KeyError."""
     from longrm_tasks.cli import main
 
     out, results, _ = ll_run
     [results_file] = list(out.rglob("results_*.json"))
-    assert main(["report", str(results_file), "--no-samples", "--markdown", str(tmp_path / "r.md")]) == 0
-    shown = capsys.readouterr().out
     consistent = results["results"]["long_rewardbench_ll_all"]["extra/consistent_accuracy,none"]
-    assert f"consistent accuracy {100 * consistent:.1f}%" in shown
+    only = tmp_path / "only"
+    only.mkdir()
+    (only / results_file.name).write_text(results_file.read_text())
+    for args in ([str(only)], [str(results_file), "--no-samples"]):
+        assert main(["report", *args, "--markdown", str(tmp_path / "r.md")]) == 0
+        shown = capsys.readouterr().out
+        assert f"consistent accuracy {100 * consistent:.1f}%" in shown
 
 
 def test_run_carries_protocol_and_data_provenance(ll_run, capsys):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import Sequence
 
 from longrm_tasks.data.schema import LENGTH_BUCKETS
@@ -118,5 +119,11 @@ def plot_length_curve(runs: Sequence[Run], path: str | os.PathLike) -> None:
     ax.grid(alpha=0.25)
     # Below the axes: long run names never squeeze the plot itself.
     ax.legend(fontsize=8.5, loc="upper left", bbox_to_anchor=(0.0, -0.19 - 0.05 * rows_below), frameon=False, ncol=1)
-    fig.savefig(path, bbox_inches="tight")  # the legend and n rows sit below the axes: keep them
-    plt.close(fig)
+    from longrm_tasks.atomic import atomic_write
+
+    fmt = Path(path).suffix.lower().lstrip(".") or "png"
+    try:  # atomically, like every output: a kill mid-write never leaves half a picture
+        with atomic_write(path, "wb") as handle:
+            fig.savefig(handle, format=fmt, bbox_inches="tight")  # legend and n rows sit below the axes
+    finally:
+        plt.close(fig)
