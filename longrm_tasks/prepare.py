@@ -415,7 +415,7 @@ def build_rm_docs(items: Iterable[Item], orders_for, *, tokenizer, budget: Fitti
     docs = []
     for item in items:
         stats.examples += 1
-        context = encode_rm_context(item.prompt_template, f"{item.config}/{item.id}")
+        context = encode_rm_context(item.prompt_template, f"{item.config}/{item.id}", budget.protocol)
         for p, order in enumerate(orders_for(item)):
             pres = new_presentation(item, order, p, "reward", orders=orders, fitting=budget)
             stats.inputs += 1

@@ -26,7 +26,7 @@ METRICS_MODULE = "longrm_tasks.adapters.lm_eval_metrics"
 # Configs without Best-of-N items in Long-RewardBench (see DESIGN.md §2): no bon slice for them.
 NO_BON = {"Safety", "Math"}
 JUDGES = {  # suffix -> (judge, base YAML, what it is)
-    "": ("generative", "_base_generative.yaml", "generative judge (paper protocol)"),
+    "": ("generative", "_base_generative.yaml", "generative judge"),
     "_ll": ("loglikelihood", "_base_loglikelihood.yaml", "verdict log-likelihood judge"),
     "_rm": ("reward", "_base_reward.yaml", "scalar reward model (--model hf-rm)"),
 }

@@ -87,7 +87,8 @@ def test_pair_and_rm_slices_list_only_their_metrics():
 def test_rm_request_contract_round_trip():
     messages = [{"role": "user", "content": 'ctx with "quotes" and ünïcode'}]
     decoded = decode_rm_context(encode_rm_context(messages, "LongQA/7"))
-    assert decoded == {"messages": messages, "item": "LongQA/7"}
+    assert decoded == {"messages": messages, "item": "LongQA/7", "protocol": None}
+    assert decode_rm_context(encode_rm_context(messages, "LongQA/7", "paper"))["protocol"] == "paper"
     assert decode_rm_context("a plain prompt") is None
     with pytest.raises(ValueError):
         decode_rm_context('{"longrm_rm": 99, "messages": []}')
@@ -158,7 +159,7 @@ def test_rm_docs_carry_the_contract_and_the_reward_models_cut(tokenizer, items):
     [doc] = build_rm_docs([item], OrderScheme.parse("paper").orders_for, tokenizer=tokenizer,
                           budget=Budget(700, 0))
     decoded = decode_rm_context(doc["prompt"])
-    assert decoded == {"messages": item.prompt_template, "item": f"{item.config}/{item.id}"}
+    assert decoded == {"messages": item.prompt_template, "item": f"{item.config}/{item.id}", "protocol": "fit"}
     assert doc["choices"] == [item.answers[k] for k in doc["order"]]
     assert doc["truncated_tokens"] > 0  # what hf-rm's middle cut (rm.formatting) will drop
 

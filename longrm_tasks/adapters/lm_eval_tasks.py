@@ -331,6 +331,9 @@ class LongRewardBenchTask(ConfigurableTask):
             metadata = self.config.metadata if isinstance(self.config.metadata, dict) else {}
             metadata["longrm"] = self._longrm
             self.config.metadata = metadata
+            if self._longrm["protocol"] != "paper":  # the tables say it too, not only the JSON
+                alias = self.config.task_alias or self.config.task
+                self.config.task_alias = f"{alias} [protocol {self._longrm['protocol']}]"
 
     def _gen_tokens(self) -> int | None:
         gen = (self.config.generation_kwargs or {}).get("max_gen_toks")

@@ -11,6 +11,10 @@ task turns the scores (shown order) into ranks.
 
 The marker key ``longrm_rm`` lets ``hf-rm`` tell our requests from any other
 task's plain-text context (``decode_rm_context`` returns ``None`` for those).
+An optional ``protocol`` (``paper`` | ``fit``) tells the scorer which
+over-long rule the task measured with (`longrm_tasks.fitting`): ``paper`` =
+the reference's 131,072-token head/tail rule per candidate, ``fit`` = one middle
+span of the context dropped; absent in requests of earlier versions.
 """
 from __future__ import annotations
 
@@ -21,13 +25,16 @@ MARKER = "longrm_rm"
 VERSION = 1
 
 
-def encode_rm_context(messages: list[dict[str, str]], item_key: str) -> str:
+def encode_rm_context(messages: list[dict[str, str]], item_key: str, protocol: str | None = None) -> str:
     """The ``context`` string of every request of one item (``item_key`` = ``"<config>/<id>"``)."""
-    return json.dumps({MARKER: VERSION, "messages": list(messages), "item": item_key}, ensure_ascii=False)
+    obj = {MARKER: VERSION, "messages": list(messages), "item": item_key}
+    if protocol is not None:
+        obj["protocol"] = protocol
+    return json.dumps(obj, ensure_ascii=False)
 
 
 def decode_rm_context(context: str) -> dict[str, Any] | None:
-    """``{"messages": [...], "item": "<config>/<id>"}`` for our requests, ``None`` for anything else.
+    """``{"messages": [...], "item": "<config>/<id>", "protocol": str | None}`` for our requests, ``None`` otherwise.
 
     Raises ``ValueError`` for a context that carries our marker but is malformed
     (a version we do not know, messages that are not role/content dicts): that
@@ -49,4 +56,6 @@ def decode_rm_context(context: str) -> dict[str, Any] | None:
             for m in messages):
         raise ValueError(f"reward-model request {obj.get('item')!r}: 'messages' must be a list of "
                          "{role, content} strings")
-    return {"messages": messages, "item": str(obj.get("item", ""))}
+    protocol = obj.get("protocol")
+    return {"messages": messages, "item": str(obj.get("item", "")),
+            "protocol": protocol if isinstance(protocol, str) else None}
