@@ -341,3 +341,46 @@ def test_records_without_id_are_named_by_position(server, tmp_path, capsys):
     assert main(_vote_args(server, src, tmp_path / "out.jsonl", "ok", "small", batch=1)) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["dropped_ids"] == ["record 2 (longer than the context of small)"]
+
+
+def test_short_to_long_sigkilled_mid_run_resumes_to_the_same_bytes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from longrm_tasks.testing import build_tokenizer
+
+    build_tokenizer().save_pretrained(tmp_path / "tok")
+    words = "alpha beta gamma delta river stone city market winter engine harbor violet copper".split()
+    (tmp_path / "corpus.jsonl").write_text("".join(
+        json.dumps({"text": " ".join(words[(i * 7 + j) % len(words)] for j in range(25)) + "."}) + "\n"
+        for i in range(300)))
+    (tmp_path / "short.jsonl").write_text("".join(
+        json.dumps({"id": f"s{i}", "question": f"Question {i}?", "key_passage": f"Fact number {i}."}) + "\n"
+        for i in range(20)))
+    argv = [sys.executable, "-m", "longrm_tasks.cli", "synth", "short-to-long", "--records",
+            str(tmp_path / "short.jsonl"), "--corpus", str(tmp_path / "corpus.jsonl"), "--tokenizer",
+            str(tmp_path / "tok"), "--lengths", "1000", "--depths", "0.25,0.75"]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), OMP_NUM_THREADS="1")
+    clean, out = tmp_path / "clean.jsonl", tmp_path / "out.jsonl"
+    subprocess.run(argv + ["-o", str(clean)], env=env, check=True, capture_output=True)
+
+    child = subprocess.Popen(argv + ["-o", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and child.poll() is None:
+        try:
+            if json.loads(progress_path(out).read_text())["done"] >= 3:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.005)
+    child.send_signal(signal.SIGKILL)
+    assert child.wait(timeout=30) == -signal.SIGKILL, "finished before it could be killed"
+    done = json.loads(progress_path(out).read_text())["done"]
+    assert 3 <= done < 20
+    proc = subprocess.run(argv + ["-o", str(out), "--resume"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["resumed_from"] >= done
+    assert out.read_bytes() == clean.read_bytes()
