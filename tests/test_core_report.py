@@ -143,3 +143,28 @@ def test_wilson_interval_and_points():
     [(i, value, n, (low, high))] = length_points(run)  # the empty 8k bucket is a gap, not 0 %
     assert (i, value, n) == (0, 50.0, 2) and 0 < low < 50 < high < 100
     assert not all_unparsed(run)
+
+
+@pytest.mark.parametrize("make", ["empty-file", "list-json", "missing", "empty-name", "empty-folder", "bad-samples"])
+def test_bad_runs_are_one_line_errors(tmp_path, capsys, make):
+    target = tmp_path / "run.json"
+    arg = str(target)
+    if make == "empty-file":
+        target.write_text("")
+    elif make == "list-json":
+        target.write_text("[1, 2]")
+    elif make == "empty-name":
+        arg = "mine="
+    elif make == "empty-folder":
+        arg = str(tmp_path)
+    elif make == "bad-samples":  # an lm-eval results file whose samples file has a broken line
+        date = "2026-01-01T00-00-00.000000"
+        (tmp_path / f"results_{date}.json").write_text(json.dumps(
+            {"results": {"long_rewardbench_all": {"AVG,none": 0.5}}, "configs": {}, "model_name": "m"}))
+        (tmp_path / f"samples_long_rewardbench_all_{date}.jsonl").write_text('{"doc": \n')
+        arg = str(tmp_path)
+    assert main(["report", arg]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    if make == "bad-samples":
+        assert "samples_long_rewardbench_all" in err and ":1:" in err

@@ -127,7 +127,8 @@ class Logged:
     doc_id: object
     row: dict
     record: dict | None
-    where: str
+    path: str
+    line: int
 
 
 def _record(sample: dict) -> dict | None:
@@ -142,7 +143,7 @@ def iter_logged(files: dict[str, Path]) -> Iterator[Logged]:
             if not isinstance(sample, dict):
                 raise InputError("expected a JSON object (an lm-eval sample)", path=str(file), line=line)
             yield Logged(task, sample.get("doc_id", line), prediction_row(sample, path=str(file), line=line),
-                         _record(sample), f"{file}:{line}")
+                         _record(sample), str(file), line)
 
 
 def check_counts(logged: list[Logged], results: dict, results_path: Path) -> None:
@@ -206,7 +207,7 @@ def collect_rows(logged: list[Logged]) -> tuple[dict[str, list[Logged]], list[st
 
 def _judged(entry: Logged):
     r = entry.row
-    row = judged_from_prediction(r, parser=r["parser"])
+    row = judged_from_prediction(r, parser=r["parser"], path=entry.path, line=entry.line)
     for flag in ("overlong", "short_budget", "thinking"):  # decided at run time: read what lm-eval logged
         value = (entry.record or {}).get(flag, r.get(flag))
         if value is not None and hasattr(row, flag):

@@ -69,6 +69,8 @@ def load_score_json(path: Path) -> Run | None:
 
 def load_runs(path: str, name: str | None = None, use_samples: bool = True) -> list[Run]:
     """Every run at ``path``; ``name`` labels its one run (or names the model of one run with several judges)."""
+    if not str(path).strip():
+        raise InputError(f"empty run path{f' in {name}=' if name else ''}")
     p = Path(path)
     if not p.exists():
         raise InputError(f"run not found: {p}")
