@@ -5,6 +5,10 @@ the input without reading a traceback; the CLI prints it on one line.
 """
 from __future__ import annotations
 
+import contextlib
+import sys
+from typing import Iterator
+
 
 class InputError(ValueError):
     """Bad input data: carries the file, 1-based line (or record id) and field."""
@@ -56,3 +60,20 @@ def unknown_key_error(key: str, known, where: str | None = None, *, path: str | 
     hint = f"did you mean '{guess}'? " if guess else ""
     listing = ", ".join(known) if len(known) <= 20 else ", ".join(known[:20]) + ", ..."
     return InputError(f"unknown key '{key}'; {hint}known keys: {listing}", path=path, line=line, field=where)
+
+
+@contextlib.contextmanager
+def announced(prog: str) -> Iterator[None]:
+    """For entry points whose top level we do not own (plain ``lm_eval``, RewardBench's scripts).
+
+    An `InputError` raised inside is printed once as one line on stderr (``prog: error: ...``),
+    then propagates, so the host tool still decides the exit code but the user sees our message
+    first instead of at the bottom of a long traceback. ``longrm`` itself uses `cli.guarded`.
+    """
+    try:
+        yield
+    except InputError as err:
+        if not getattr(err, "announced", False):
+            err.announced = True
+            print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
+        raise

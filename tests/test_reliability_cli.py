@@ -176,3 +176,13 @@ def test_errors_raised_inside_another_package_name_it(monkeypatch, capsys, preds
     assert cli.main(["score", "--predictions", str(preds)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("longrm score: error: json: JSONDecodeError")
+
+
+def test_announced_prints_once_and_propagates(capsys):
+    from longrm_tasks.errors import announced
+
+    with pytest.raises(InputError):
+        with announced("lm_eval"):
+            with announced("lm_eval"):  # nested hooks: still one line
+                raise InputError("bad record", path="LongQA.jsonl", line=3, field="chosen")
+    assert capsys.readouterr().err == "lm_eval: error: LongQA.jsonl:3: field 'chosen': bad record\n"
