@@ -129,6 +129,8 @@ def test_unsupported_features_are_named_in_one_line():
     config.layer_types = ["full_attention", "chunked_attention"]
     reason = shared_context_support(config)
     assert "chunked_attention" in reason and "\n" not in reason
+    assert "attention sinks" in shared_context_support(transformers.GptOssConfig())  # learned sink logits
+    assert "chunked_attention" in shared_context_support(transformers.Llama4TextConfig())
     config = _config("qwen3", 64)
     config._attn_implementation = "flex_attention"
     assert "flex_attention" in shared_context_support(config)

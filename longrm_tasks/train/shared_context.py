@@ -74,6 +74,8 @@ _REGISTERED: set[str] = set()
 ATTENTION_BLOCK_ROWS = 1024
 # Layer types whose rule the packed layout reproduces (config.layer_types)
 _SHAREABLE_LAYER_TYPES = {"full_attention", "sliding_attention"}
+# Model types whose attention adds learned sink logits (an extra softmax term the split does not carry)
+_SINK_MODEL_TYPES = {"gpt_oss"}
 # Set while a packed forward builds its masks: the model's mask builders are skipped (our attention
 # builds its own small masks), so no L x L mask is built for sliding layers or eager models.
 _PACKED_FORWARD: ContextVar[bool] = ContextVar("longrm_packed_forward", default=False)
@@ -243,7 +245,7 @@ def shared_context_support(config) -> str | None:
         return f"{name}: layer types {other} cannot be shared (only full and sliding-window attention)"
     if getattr(text, "attention_chunk_size", None):
         return f"{name}: chunked attention (attention_chunk_size) cannot be shared"
-    if getattr(text, "use_sink", False) or "sink" in name:
+    if name in _SINK_MODEL_TYPES or getattr(text, "use_sink", False):
         return f"{name}: attention sinks cannot be shared"
     return None
 
