@@ -238,8 +238,10 @@ def test_apply_chat_template_sends_the_judge_messages(tiny_model, tokenizer):
                     reason="the hf-rm model is not in this checkout")
 def test_reward_model_slice_ranks_by_reward(tmp_path_factory):
     import lm_eval
-    import lm_eval.models  # noqa: F401  (built-in models stay registered)
-    from longrm_tasks.adapters import lm_eval_rm  # noqa: F401  (registers hf-rm)
+    import lm_eval.api.registry
+    from longrm_tasks.adapters.lm_eval_plugin import register_models
+
+    register_models(lm_eval.api.registry)  # hf-rm, as the start-up hook / `longrm eval` register it
 
     rm_dir = save_tiny_model(tmp_path_factory.mktemp("rm") / "rm", kind="seq-cls", hidden=32, layers=1,
                              max_positions=4096)
