@@ -1,7 +1,9 @@
 """Log-likelihood judge at one forward per item: the per-tokenizer request check, and lm-eval's hf backend on it."""
 from __future__ import annotations
 
+import contextlib
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +110,159 @@ def test_no_tokenizer_and_forced_legacy_give_version_one_requests():
 def test_bad_kind_or_size_is_refused(kind, n):
     with pytest.raises(ValueError):
         verdict_request(build_tokenizer(), kind, n)
+
+
+# ------------------------------------------------------------------ lm-eval's hf backend, end to end
+
+TASK_DIR = Path(__file__).resolve().parents[1] / "task_yamls"
+
+
+class ForwardCounter:
+    """Counts the model's forward passes and the sequences they prefill (a pre-hook on the real module)."""
+
+    def __init__(self, model):
+        self.calls = self.rows = self.tokens = 0
+        self.handle = model.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        self.calls += 1
+        self.rows += int(ids.shape[0])
+        self.tokens += int(ids.numel())
+
+    def reset(self):
+        self.calls = self.rows = self.tokens = 0
+
+
+def _evaluate(lm, tasks, metadata, design):
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=str(TASK_DIR), include_defaults=False, metadata=metadata)
+    with legacy_design() if design == "v1" else contextlib.nullcontext():
+        res = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager, log_samples=True)
+    samples = [s for task_samples in res["samples"].values() for s in task_samples]
+    return res, samples
+
+
+def _hf_lm(model, tokenizer, max_length):
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=1, max_length=max_length, device="cpu")
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "gemma", "llama"])
+def test_lm_eval_hf_makes_one_forward_per_item(arch, tmp_path):
+    """The whole long_rewardbench_ll group on the bundled sample: pairs and Best-of-2/3/4."""
+    pytest.importorskip("lm_eval")
+    from longrm_tasks.testing import build_model
+
+    model, tokenizer = build_model("causal", arch, hidden=32, layers=1, heads=4, kv_heads=2, max_positions=4096)
+    tokenizer.save_pretrained(tmp_path / "tok")
+    lm = _hf_lm(model, tokenizer, 4096)
+    counter = ForwardCounter(lm.model)
+    meta = {"tokenizer": str(tmp_path / "tok"), "data_dir": "sample", "max_length": 4096}
+    _, samples = _evaluate(lm, ["long_rewardbench_ll"], meta, "v2")
+    kinds = {(s["doc"]["kind"], s["doc"]["n"]) for s in samples}
+    assert {("pair", 2), ("rank", 2), ("rank", 3), ("rank", 4)} <= kinds
+    assert all(s["doc"]["prompt"].endswith(OPENING) and s["doc"]["choices"] == list("ABCD"[:s["doc"]["n"]])
+               for s in samples)
+    assert counter.rows == counter.calls == len(samples) == 58  # one forward per item, every item scored
+    if arch == "qwen3":  # the version-1 requests on the same model: one forward per choice
+        counter.reset()
+        _, old = _evaluate(lm, ["long_rewardbench_ll"], meta, "v1")
+        assert counter.rows == sum(s["doc"]["n"] for s in old) == 141
+
+
+def _fit_verdicts(model, tokenizer, docs, steps=200, lr=2e-2):
+    """Train ``model`` until it gives each document's true verdict: the judge *knows* these items.
+
+    Each document's prompt is followed by its true verdict (pairs ``[[A]]``, Best-of-N the full chain
+    ``[[C>A>B>D]]``), trained with the usual next-token loss, except that the first letter is trained
+    towards a distribution that ranks every letter by its answer's true rank (softmax of -2 x rank),
+    which is what a log-likelihood judge that knows the ranking puts there. Nothing is hard-coded into
+    the scoring: lm-eval then reads this model's log-probs like any other's.
+    """
+    import torch
+
+    from longrm_tasks.prompts import LETTERS
+
+    letter_ids = [tokenizer.convert_tokens_to_ids(x) for x in LETTERS]
+    rows = []
+    for d in docs:
+        ranked = sorted(range(d["n"]), key=lambda i: d["order"][i])  # shown positions, best first
+        verdict = OPENING + (ranked_letters := [LETTERS[i] for i in ranked])[0] + (
+            "]]" if d["kind"] == "pair" else ">" + ">".join(ranked_letters[1:]) + "]]")
+        prompt_ids = _encode(tokenizer, d["prompt"])
+        ids = _encode(tokenizer, d["prompt"] + verdict)
+        assert ids[:len(prompt_ids)] == prompt_ids
+        first = len(_encode(tokenizer, d["prompt"] + OPENING))  # position of the first letter
+        target = torch.softmax(-2.0 * torch.tensor([float(d["order"][i]) for i in range(d["n"])]), 0)
+        rows.append((ids, len(prompt_ids), first, target, letter_ids[:d["n"]]))
+    width = max(len(r[0]) for r in rows)
+    inputs = torch.full((len(rows), width), tokenizer.pad_token_id)
+    mask = torch.zeros_like(inputs)
+    for i, (ids, *_rest) in enumerate(rows):
+        inputs[i, :len(ids)], mask[i, :len(ids)] = torch.tensor(ids), 1
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for step in range(steps):
+        logp = torch.log_softmax(model(input_ids=inputs, attention_mask=mask).logits.float(), -1)
+        losses = []
+        for i, (ids, start, first, target, letters) in enumerate(rows):
+            for pos in range(start, len(ids)):
+                if pos == first:
+                    # KL(target || model) over the letters: 0 once the model ranks them as the target does
+                    losses.append((target * (target.log() - logp[i, pos - 1, letters])).sum())
+                else:
+                    losses.append(-logp[i, pos - 1, ids[pos]])
+        loss = torch.stack(losses).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        if loss.item() < 0.05:
+            break
+    model.eval()
+    print(f"fitted in {step + 1} steps, loss {loss.item():.3f}")
+    return loss.item()
+
+
+def test_a_judge_that_knows_the_verdicts_gives_the_same_ones_in_both_designs(tmp_path):
+    pytest.importorskip("lm_eval")
+    import torch
+
+    from longrm_tasks.adapters.lm_eval_tasks import load_dataset
+    from longrm_tasks.testing import build_model
+
+    torch.manual_seed(0)
+    model, tokenizer = build_model("causal", "gemma", hidden=32, layers=1, heads=4, kv_heads=2, max_positions=2048)
+    tokenizer.save_pretrained(tmp_path / "tok")
+    meta = {"tokenizer": str(tmp_path / "tok"), "data_dir": "sample", "max_length": 800, "protocol": "fit"}
+    slices = {"long_rewardbench_ll_math": {"longrm_configs": "Math"},
+              "long_rewardbench_ll_bon_code": {"longrm_tasktypes": "BestOfN", "longrm_configs": "Code"}}
+    with legacy_design():  # the version-1 prompts: the judge prompt without the opening
+        docs = [d for kw in slices.values() for d in load_dataset(**meta, longrm_judge="loglikelihood", **kw)["test"]]
+    assert {(d["kind"], d["n"]) for d in docs} == {("pair", 2), ("rank", 2), ("rank", 3), ("rank", 4)}
+    final_loss = _fit_verdicts(model, tokenizer, docs)
+    assert final_loss < 0.1
+
+    lm = _hf_lm(model, tokenizer, 800)
+    counter = ForwardCounter(lm.model)
+    runs = {}
+    for design in ("v1", "v2"):
+        counter.reset()
+        res, samples = _evaluate(lm, list(slices), meta, design)
+        runs[design] = (res["results"], {s["doc"]["key"]: s for s in samples}, counter.rows)
+    (old_res, old, old_rows), (new_res, new, new_rows) = runs["v1"], runs["v2"]
+    assert old_rows == sum(d["n"] for d in docs) == 13 and new_rows == len(docs) == 5
+    assert old.keys() == new.keys()
+    for key in old:
+        assert old[key]["doc"]["choices"][0].startswith(OPENING) and not new[key]["doc"]["choices"][0].startswith("[")
+        # the same predicted ranking of every item (the metric records carry it)
+        assert old[key]["AVG"]["predicted"] == new[key]["AVG"]["predicted"], key
+    for task in slices:
+        for metric, value in old_res[task].items():
+            if metric.endswith(",none") and not metric.startswith("extra/truncated"):
+                assert new_res[task][metric] == pytest.approx(value, nan_ok=True), (task, metric)
+    assert new_res["long_rewardbench_ll_math"]["AVG,none"] == 1.0  # the judge solves what it knows
+    assert new_res["long_rewardbench_ll_bon_code"]["extra/bestofn_top1,none"] == 1.0
