@@ -18,10 +18,11 @@ import argparse
 import errno
 import importlib
 import os
+import re
 import sys
 from typing import Callable
 
-from longrm_tasks.errors import InputError
+from longrm_tasks.errors import InputError, closest_name
 
 # name -> module implementing it. Modules are imported when the parser is built; one that
 # cannot be imported (an optional extra not installed, a part not shipped) is still listed,
@@ -53,7 +54,30 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (plus where to find help), like every other error."""
 
     def error(self, message: str):
+        typo = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if typo:  # `longrm scroe` -> did you mean 'score'?
+            guess = closest_name(typo.group(1), re.findall(r"'([^']*)'", typo.group(2)))
+            if guess:
+                message += f"; did you mean '{guess}'?"
+        unknown = re.match(r"unrecognized arguments: (.*)", message)
+        if unknown:  # `--preditions` -> did you mean '--predictions'?
+            known = _option_strings(self)
+            for token in unknown.group(1).split():
+                # "--" is shared by every option: a stricter cutoff keeps the guesses sensible
+                guess = closest_name(token.split("=")[0], known, cutoff=0.75) if token.startswith("--") else None
+                if guess:
+                    message += f"; did you mean '{guess}' for '{token}'?"
         self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Every long option of ``parser`` and of its subcommands (unrecognized ones are reported at the top)."""
+    out = [o for o in parser._option_string_actions if o.startswith("--")]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out += _option_strings(sub)
+    return sorted(set(out))
 
 
 def missing_package_message(err: ModuleNotFoundError) -> str:

@@ -34,12 +34,12 @@ class InputError(ValueError):
         return f"{where}{field}{self.message}"
 
 
-def closest_name(key: str, known) -> str | None:
+def closest_name(key: str, known, cutoff: float = 0.6) -> str | None:
     """The known name a mistyped ``key`` most likely meant (difflib), or None when nothing is close."""
     import difflib
 
     names = [str(k) for k in known]
-    match = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
+    match = difflib.get_close_matches(str(key), names, n=1, cutoff=cutoff)
     if not match:  # case slips ("Data_Dir") are not always close enough for difflib's ratio
         match = [n for n in names if n.lower() == str(key).lower()]
     return match[0] if match else None

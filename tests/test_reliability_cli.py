@@ -186,3 +186,16 @@ def test_announced_prints_once_and_propagates(capsys):
             with announced("lm_eval"):  # nested hooks: still one line
                 raise InputError("bad record", path="LongQA.jsonl", line=3, field="chosen")
     assert capsys.readouterr().err == "lm_eval: error: LongQA.jsonl:3: field 'chosen': bad record\n"
+
+
+def test_typos_in_commands_choices_and_options_name_the_closest(capsys):
+    for argv, guess in ((["scroe"], "'score'"), (["score", "--predictions", "x", "--parser", "strcit"], "'strict'"),
+                        (["score", "--predictions", "x", "--jsno", "y"], "'--json' for '--jsno'")):
+        with pytest.raises(SystemExit) as info:
+            cli.main(argv)
+        assert info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"did you mean {guess}" in err
+    with pytest.raises(SystemExit):
+        cli.main(["score", "--predictions", "x", "--bogus"])
+    assert "did you mean" not in capsys.readouterr().err  # nothing close: no wild guess
