@@ -26,9 +26,14 @@ def test_duplicate_ids_are_warned_and_strict_fails(tmp_path, capsys):
     assert main(["validate", "--data", str(folder), "--strict"]) == 1
 
 
-def test_unique_ids_pass_strict(tmp_path, capsys):
-    assert main(["validate", "--data", str(_folder(tmp_path, _records())), "--strict"]) == 0
-    assert "0 warnings" in capsys.readouterr().out
+def test_unique_ids_pass_strict_and_files_are_fingerprinted(tmp_path, capsys):
+    import hashlib
+
+    folder = _folder(tmp_path, _records())
+    assert main(["validate", "--data", str(folder), "--strict"]) == 0
+    out = capsys.readouterr().out
+    assert "0 warnings" in out
+    assert hashlib.sha256((folder / "LongQA.jsonl").read_bytes()).hexdigest()[:12] in out
 
 
 def test_empty_config_file_is_not_silently_valid(tmp_path, capsys):
