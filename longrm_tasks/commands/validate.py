@@ -46,21 +46,23 @@ def run(args) -> int:
     bench = load_benchmark(args.data, args.configs or None)
     warnings = list(bench.warnings) + duplicate_id_warnings(bench.items, bench.files)
     table = Table(title=f"Long-RewardBench items ({bench.source})", title_justify="left")
-    for col in ("config", "PairWise", "BestOfN", *LENGTH_BUCKETS, "sha256"):
-        table.add_column(col, justify="left" if col in ("config", "sha256") else "right")
-    hashes = getattr(getattr(bench, "provenance", None), "files", {}) or {}
-    for config, path in bench.files.items():
+    for col in ("config", "PairWise", "BestOfN", *LENGTH_BUCKETS):
+        table.add_column(col, justify="right" if col != "config" else "left")
+    for config in bench.files:
         items = [it for it in bench.items if it.config == config]
         kinds = Counter(it.tasktype for it in items)
         lengths = Counter(it.length for it in items)
-        digest = hashes.get(Path(path).name, "")[:12]  # enough to tell two copies of the data apart
-        table.add_row(config, str(kinds["PairWise"]), str(kinds["BestOfN"]),
-                      *(str(lengths[b]) for b in LENGTH_BUCKETS), digest)
+        table.add_row(config, str(kinds["PairWise"]), str(kinds["BestOfN"]), *(str(lengths[b]) for b in LENGTH_BUCKETS))
     console = Console()
     console.print(table)
-    revision = getattr(getattr(bench, "provenance", None), "revision", None)
-    if revision:
-        console.print(f"hub revision {revision}")
+    # The bytes every result is computed on: compare these with a result's provenance.
+    provenance = getattr(bench, "provenance", None)
+    if getattr(provenance, "revision", None):
+        console.print(f"hub revision {provenance.revision}")
+    hashes = getattr(provenance, "files", {}) or {}
+    for path in bench.files.values():
+        if Path(path).name in hashes:
+            console.print(f"sha256 {hashes[Path(path).name]}  {Path(path).name}", soft_wrap=True)
     for warning in warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     console.print(f"{len(bench.items)} items valid; {len(warnings)} warnings")
