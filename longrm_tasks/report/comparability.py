@@ -55,7 +55,9 @@ class Standing:
         """Protocol and the options a run departs from the defaults with."""
         run = self.run
         parts = [f"protocol {run.protocol or '?'}"]
-        defaults = {"order": "paper", "parser": "reference", "overlong": "truncate"}  # shown when departed from
+        # shown only when a run departs from them (overlong: the protocol's own rule)
+        defaults = {"order": "paper", "parser": "reference",
+                    "overlong": "wrong" if run.protocol == PAPER_PROTOCOL else "truncate"}
         for key in ("order", "parser", "overlong", "max_length", "gen_tokens"):
             value = run.settings.get(key)
             if value not in (None, "", -1, defaults.get(key)):

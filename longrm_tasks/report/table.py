@@ -56,29 +56,28 @@ def _console(console=None):
     return console or Console(highlight=False)
 
 
-def _indented(text: str, indent: int, style: str | None = None):
-    """Plain text, wrapped to the console with every line indented (no markup read from it)."""
-    from rich.padding import Padding
+def _indented(console, text: str, indent: int, style: str | None = None) -> None:
+    """Print plain text wrapped to the console, every line indented (no markup read from it)."""
+    import textwrap
+
     from rich.text import Text
 
-    return Padding(Text(text, style=style or ""), (0, 0, 0, indent), expand=False)
+    pad = " " * indent
+    lines = textwrap.wrap(text, max(console.width, 40), initial_indent=pad, subsequent_indent=pad) or [pad]
+    console.print(Text("\n".join(lines), style=style or ""), soft_wrap=True)
 
 
 def print_provenance(runs: Sequence[Run], console) -> None:
-    import textwrap
-
-    wrap = max(console.width - 4, 40)
     console.print("[bold]Provenance[/bold] (protocol, data, revision, file hashes)")
     for s in standings(runs):
         console.print(f"  {escape(s.run.name)}")
-        console.print(_indented(s.settings_line, 4))
-        console.print(_indented(s.data_line, 4))
-        console.print(_indented(" · ".join(s.marks), 4, "dim" if s.paper_comparable else "yellow"))
+        _indented(console, s.settings_line, 4)
+        _indented(console, s.data_line, 4)
+        _indented(console, " · ".join(s.marks), 4, "dim" if s.paper_comparable else "yellow")
     for line in file_hash_lines(runs):
         head, _, files = line.partition(": ")
         console.print(f"  [dim]{escape(head)} file SHA-256:[/dim]")
-        for part in textwrap.wrap(files, wrap):
-            console.print(f"    [dim]{escape(part)}[/dim]")
+        _indented(console, files, 4, "dim")
 
 
 def print_report(runs: Sequence[Run], console=None) -> None:
@@ -91,7 +90,7 @@ def print_report(runs: Sequence[Run], console=None) -> None:
     for run in runs:
         console.print(f"[bold]{escape(run.name)}[/bold]")
         for line in notes(run) + run.warnings:
-            console.print(_indented(line, 2))
+            _indented(console, line, 2)
 
 
 def _paper_label(row) -> str:
