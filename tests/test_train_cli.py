@@ -129,6 +129,15 @@ def test_ctrl_c_is_one_line_saying_how_to_resume(tmp_path, capsys, monkeypatch):
     assert f"--config {recipe} --set defaults.seed=3 --output-dir '{out}' --resume" in err
 
 
+def test_output_dir_under_a_file_is_one_line_before_training(tmp_path, capsys):
+    recipe = _recipe(tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert longrm(["train", "--config", str(recipe), "--output-dir", str(blocker / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--output-dir" in err and "is a file" in err
+
+
 def test_set_with_a_wrong_type_or_unknown_key_is_one_line(tmp_path, capsys):
     recipe = _recipe(tmp_path)
     assert longrm(["train", "--config", str(recipe), "--set", "defaults.learning_rate=fast"]) == 2

@@ -23,7 +23,7 @@ import shutil
 import time
 from pathlib import Path
 
-from longrm_tasks.atomic import write_text
+from longrm_tasks.atomic import check_writable, write_text
 from longrm_tasks.errors import InputError
 from longrm_tasks.train.records import DataFile
 from longrm_tasks.train.recipe import TINY_RANDOM, Recipe, Stage, config_class
@@ -236,12 +236,14 @@ def check_data(recipe: Recipe, stages: list[Stage]) -> None:
 def preflight(recipe: Recipe, stages: list[Stage]) -> None:
     """Checks that need no training, for every stage about to run, before the first one starts.
 
-    Data files must exist; then each stage kind's own check from the stage table
+    Data files must exist and the output folders be writable; then each stage kind's own check from the stage table
     (``StageKind.preflight``, e.g. whether the model supports an option such as
     shared-context attention) runs with the stage and the recipe's base model, and may
     refuse in one line (``InputError``) or adjust ``stage.args`` and say so.
     """
     check_data(recipe, stages)
+    for stage in stages:  # an output folder under a file or in a read-only place: one line, before training
+        check_writable(stage_dir(recipe, stage) / MARKER, "--output-dir", make_parents=True)
     for stage in stages:
         check = STAGES.get(stage.kind).preflight_check()
         if check is not None:
