@@ -160,3 +160,10 @@ def test_score_json_carries_provenance(tmp_path):
     before = out.read_bytes()
     assert main(["score", "--predictions", str(a), str(d), "--json", str(out), "--quiet"]) == 2  # mixed
     assert out.read_bytes() == before  # validate before destroy
+
+
+def test_byte_order_mark_and_crlf_lines_are_read(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(dict(PAIR, id="a")).encode() + b"\r\n"
+                     + json.dumps(dict(PAIR, id="b")).encode() + b"\r\n")
+    assert [r.item_id for r in read_predictions([path])] == ["a", "b"]
