@@ -79,3 +79,20 @@ def test_paper_comparability_marks():
     assert marks["unknown"] == (False, "≠ paper: protocol not recorded, data not recorded")
     line = standings(runs)[0].line
     assert "hub @ cccccccccccc" in line and "1 files, digest" in line
+
+
+def test_a_run_meets_its_own_models_paper_rows():
+    from longrm_tasks.report.paper import matching_rows
+    from longrm_tasks.report.table import versus_paper
+
+    for t1_row in paper_rows(1)[1:]:  # Table 2 lists Table 1's models (not Random) in the same order
+        [_, t2] = matching_rows(t1_row.model)
+        assert t2.row == t1_row.row - 1
+        assert t2.model.split()[0].split("-")[0] in t1_row.model  # "Llama-3.1-8B-Inst" / "Llama-3.1-8B-Instruct"
+    assert [r.model for r in matching_rows("LCM-Lab/Llama-3-OffsetBias-8B")] == ["Llama-3-OffsetBias-8B",
+                                                                                 "OffsetBias-8B"]
+    assert [r.table for r in matching_rows("Skywork/GRM-Llama3-8B", "rm")] == [6]
+    assert matching_rows("my-own-model") == []
+    run = Run("q", {"AVG": 0.35, "Length Avg": 0.384}, model="Qwen/Qwen3-8B", judge="gen")
+    assert versus_paper(run) == ("vs the paper's Qwen3-8B (T1 row 19 and T2 row 18): AVG 35.0 vs 31.3 (+3.7); "
+                                 "Length Avg 38.4 vs 38.4 (+0.0)")

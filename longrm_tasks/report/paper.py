@@ -46,3 +46,25 @@ def paper_rows(table: int | None = None) -> list[PaperRow]:
 
 def paper_source() -> str:
     return paper_data()["source"]
+
+
+def matching_rows(model: str, judge: str = "") -> list[PaperRow]:
+    """The paper's rows for a model: its Table 1 (or Table 6 for reward models) row and Table 2 row.
+
+    Matched by the last path component of the model name (``Qwen/Qwen3-8B`` ->
+    ``Qwen3-8B``), case-insensitively, against Table 1/6 model names. Table 2
+    abbreviates the names but lists Table 1's models (all but Random) in the
+    same order, so its row is Table 1's row minus one.
+    """
+    from longrm_tasks.report.names import short_model
+
+    key = short_model(model).casefold()
+    tables = (6, 1) if judge == "rm" else (1, 6)
+    for table in tables:
+        for row in paper_rows(table):
+            if row.model.casefold() == key:
+                out = [row]
+                if table == 1 and row.row > 1:
+                    out += [r for r in paper_rows(2) if r.row == row.row - 1]
+                return out
+    return []

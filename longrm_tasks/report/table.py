@@ -14,7 +14,8 @@ from rich.markup import escape
 from longrm_tasks.report.comparability import file_hash_lines, standings
 from longrm_tasks.report.layout import EMPTY, TABLE1, TABLE2, TERMINAL_TABLES, Run, notes
 from longrm_tasks.report.names import clip
-from longrm_tasks.report.paper import RB_COLUMNS, TABLE1_COLUMNS, TABLE2_COLUMNS, paper_rows, paper_source
+from longrm_tasks.report.paper import (RB_COLUMNS, TABLE1_COLUMNS, TABLE2_COLUMNS, matching_rows, paper_rows,
+                                      paper_source)
 
 NUMBER_WIDTH = len("100.0")
 MIN_LABEL = 8
@@ -126,6 +127,26 @@ def print_compare(runs: Sequence[Run], console=None) -> None:
     for s in standings(runs):
         style = "dim" if s.paper_comparable else "yellow"
         console.print(f"{escape(s.run.name)}: {escape(' · '.join(s.marks))}", style=style)
+        line = versus_paper(s.run)
+        if line:
+            _indented(console, line, 2)
+
+
+def versus_paper(run: Run) -> str | None:
+    """The run against its own model's paper rows (AVG, PairWise/Rank summaries, Length Avg), if listed."""
+    rows = matching_rows(run.model or run.name, run.judge)
+    if not rows:
+        return None
+    parts = []
+    for row in rows:
+        for key in ("AVG", "Length Avg"):
+            mine, theirs = run.value(key), row.cells.get(key)
+            if theirs is None or mine is None or run.no_verdict:
+                continue
+            parts.append(f"{key} {100 * mine:.1f} vs {theirs:.1f} ({100 * mine - theirs:+.1f})")
+    where = " and ".join(f"T{r.table} row {r.row}" for r in rows)
+    body = "; ".join(parts) if parts else "no comparable cell"
+    return f"vs the paper's {rows[0].model} ({where}): {body}"
 
 
 def markdown(runs: Sequence[Run], compare_paper: bool = False) -> str:
