@@ -29,7 +29,7 @@ def _response(body):
 
 class _Server(BaseHTTPRequestHandler):
     """Judges by model name: ``ok``; ``flaky`` drops the connection on each prompt's first request;
-    ``reset`` resets it (RST); ``slow`` answers each prompt's first request after the client's timeout;
+    ``reset`` resets it (RST); ``busy`` answers 429 + Retry-After first; ``slow`` answers each prompt's first request after the client's timeout;
     ``cut`` stops at the token limit on Blue.; ``small`` has a small context; ``dead`` never answers;
     ``dies`` answers until ``alive`` is cleared."""
 
@@ -56,6 +56,14 @@ class _Server(BaseHTTPRequestHandler):
         if model == "reset" and first:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
+            return
+        if model == "busy" and first:  # rate limited: 429 with Retry-After
+            data = b'{"error": {"message": "Rate limit reached", "type": "rate_limit"}}'
+            self.send_response(429)
+            self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
             return
         if model == "slow" and first:
             time.sleep(FAST.timeout + 0.4)
@@ -113,7 +121,7 @@ CLIENTS = ["urllib", pytest.param("openai", marks=pytest.mark.skipif(
 
 
 @pytest.mark.parametrize("client", CLIENTS)
-@pytest.mark.parametrize("model", ["flaky", "reset", "slow"])
+@pytest.mark.parametrize("model", ["flaky", "reset", "slow", "busy"])
 def test_transient_failures_are_retried(server, model, client):
     judge = OpenAIChatJudge(model, model, server, GenerationSettings(), retry=FAST, client=client)
     out = judge.generate([_conversation("Orange."), _conversation("Blue.")])

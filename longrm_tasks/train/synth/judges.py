@@ -88,7 +88,19 @@ class RetryPolicy:
 
 
 class _Retry(Exception):
-    """A transient failure: worth another attempt."""
+    """A transient failure: worth another attempt (after ``wait`` seconds when the server said so)."""
+
+    def __init__(self, reason: str, wait: float | None = None):
+        super().__init__(reason)
+        self.wait = wait
+
+
+def _retry_after(err: urllib.error.HTTPError) -> float | None:
+    """A ``Retry-After: SECONDS`` header (429/503), capped at a minute; None when absent or a date."""
+    try:
+        return min(max(float(err.headers.get("Retry-After", "")), 0.0), 60.0)
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def is_context_error(status: int, body: str) -> bool:
@@ -159,7 +171,7 @@ class OpenAIChatJudge:
             if is_context_error(err.code, body):
                 return Generation("", too_long=True)
             if err.code >= 500 or err.code in RETRY_STATUS:
-                raise _Retry(f"HTTP {err.code}: {body[:200]}") from None
+                raise _Retry(f"HTTP {err.code}: {body[:200]}", _retry_after(err)) from None
             raise InputError(f"{self.name}: {self.base_url} answered HTTP {err.code}: {body[:300]}",
                              field="judge") from None
         except urllib.error.URLError as err:  # refused, DNS, timeout while connecting
@@ -186,7 +198,8 @@ class OpenAIChatJudge:
             except _Retry as err:
                 if attempt == attempts - 1:
                     raise self._gave_up(attempts, str(err)) from None
-            time.sleep(self.retry.wait(attempt))
+                wait = self.retry.wait(attempt) if err.wait is None else err.wait
+            time.sleep(wait)
         raise AssertionError("unreachable")
 
     def generate(self, conversations: Sequence[Conversation]) -> list[Generation]:
