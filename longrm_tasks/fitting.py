@@ -210,6 +210,11 @@ class PaperPrompt:
 
 
 def paper_prompt(tokenizer, messages: list[dict[str, str]]) -> PaperPrompt:
+    """One prompt of `paper_prompts`."""
+    return paper_prompts(tokenizer, [messages])[0]
+
+
+def paper_prompts(tokenizer, conversations: Sequence[list[dict[str, str]]]) -> list[PaperPrompt]:
     """``get_prompt`` of the reference: render, tokenize the whole prompt, head/tail rule, decode.
 
     Decoded as the reference decoded (`reference_decode`: special tokens kept,
@@ -218,14 +223,37 @@ def paper_prompt(tokenizer, messages: list[dict[str, str]]) -> PaperPrompt:
     sets it true) the text differs from the rendered one around punctuation
     (``" ."`` -> ``"."``, ``" n't"`` -> ``"n't"``), for every prompt, truncated or
     not. That is the paper's prompt.
+
+    Batched: the fast tokenizer's Rust backend encodes and decodes a batch in
+    parallel (the same calls ``tokenizer(...)`` / ``tokenizer.decode`` make).
     """
-    text, special = render_paper_text(tokenizer, messages)
-    ids = tokenizer(text, add_special_tokens=special)["input_ids"]
-    span = paper_span(len(ids))
-    decoded = reference_decode(tokenizer, span.apply(ids))
-    # Nothing cut and the text round-trips: its tokens are the ids already counted (no second encoding).
-    known = len(ids) if not span.dropped and not special and decoded == text else None
-    return PaperPrompt(decoded, len(ids), span.dropped, known)
+    rendered = [render_paper_text(tokenizer, messages) for messages in conversations]
+    out = []
+    encoded = _encode(tokenizer, rendered)
+    kept = []
+    for ids in encoded:
+        span = paper_span(len(ids))
+        kept.append((span.apply(ids), span))
+    decoded = _decode(tokenizer, [ids for ids, _ in kept])
+    for (text, special), ids, (_, span), final in zip(rendered, encoded, kept, decoded):
+        # Nothing cut and the text round-trips: its tokens are the ids already counted (no second encoding).
+        known = len(ids) if not span.dropped and not special and final == text else None
+        out.append(PaperPrompt(final, len(ids), span.dropped, known))
+    return out
+
+
+def _encode(tokenizer, rendered: list[tuple[str, bool]]) -> list[list[int]]:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return [list(tokenizer(text, add_special_tokens=special)["input_ids"]) for text, special in rendered]
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # ids only, no character offsets
+    out: list[list[int] | None] = [None] * len(rendered)
+    for special in (False, True):
+        index = [i for i, (_, sp) in enumerate(rendered) if sp == special]
+        if index:
+            for i, enc in zip(index, encode([rendered[i][0] for i in index], add_special_tokens=special)):
+                out[i] = enc.ids
+    return out
 
 
 def clean_up_tokenization(out_string: str) -> str:
@@ -233,6 +261,16 @@ def clean_up_tokenization(out_string: str) -> str:
     return (out_string.replace(" .", ".").replace(" ?", "?").replace(" !", "!").replace(" ,", ",")
             .replace(" ' ", "'").replace(" n't", "n't").replace(" 'm", "'m").replace(" 's", "'s")
             .replace(" 've", "'ve").replace(" 're", "'re"))
+
+
+def _decode(tokenizer, batch: list[list[int]]) -> list[str]:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return [reference_decode(tokenizer, ids) for ids in batch]
+    texts = backend.decode_batch(batch, skip_special_tokens=False)
+    if getattr(tokenizer, "clean_up_tokenization_spaces", False):
+        texts = [clean_up_tokenization(t) for t in texts]
+    return texts
 
 
 def reference_decode(tokenizer, ids: Sequence[int]) -> str:

@@ -31,7 +31,8 @@ from typing import Iterable, Sequence
 
 from longrm_tasks.adapters.rm_requests import encode_rm_context
 from longrm_tasks.data.schema import Item
-from longrm_tasks.fitting import (DoesNotFit, FitStats, generation_room, middle_span, paper_prompt, strip_bos)
+from longrm_tasks.fitting import (DoesNotFit, FitStats, PaperPrompt, generation_room, middle_span, paper_prompt,
+                                  paper_prompts, strip_bos)
 from longrm_tasks.presentation import Presentation
 from longrm_tasks.prompts import (LETTERS, judge_messages, judge_prompts, prompt_kind, render_chat, shown_answers,
                                   system_prompt, user_prompt)
@@ -216,21 +217,21 @@ def build_presentations(items: Iterable[Item], orders_for, *, judge: str, tokeni
     APIs) and not measured.
     """
     stats = stats if stats is not None else FitStats()
-    if tokenizer is None or fitting.protocol == "paper":
+    if tokenizer is None:
         out = []
         for item in items:
             stats.examples += 1
             for p, order in enumerate(orders_for(item)):
                 pres = new_presentation(item, order, p, judge, parser=parser, orders=orders, fitting=fitting)
                 stats.inputs += 1
-                if tokenizer is None:
-                    pres.prompt = user_prompt(item.judge_question, shown_answers(item, order))
-                    pres.user_span = [0, len(pres.prompt)]
-                else:
-                    _paper(pres, item, order, tokenizer, fitting, stats)
+                pres.prompt = user_prompt(item.judge_question, shown_answers(item, order))
+                pres.user_span = [0, len(pres.prompt)]
                 _finish_verdict(pres, tokenizer)
                 out.append(pres)
         return out
+    if fitting.protocol == "paper":
+        return _build_paper(items, orders_for, judge=judge, tokenizer=tokenizer, fitting=fitting, parser=parser,
+                            orders=orders, stats=stats)
     return _build_fit(items, orders_for, judge=judge, tokenizer=tokenizer, fitting=fitting, parser=parser,
                       orders=orders, stats=stats)
 
@@ -253,10 +254,34 @@ def _measurer(tokenizer) -> Measurer:
 _MEASURERS: dict[int, Measurer] = {}
 
 
-def _paper(pres: Presentation, item: Item, order, tokenizer, fitting: Fitting, stats: FitStats) -> None:
+def _build_paper(items, orders_for, *, judge, tokenizer, fitting: Fitting, parser, orders,
+                 stats: FitStats) -> list[Presentation]:
+    out: list[Presentation] = []
+    batch: list[tuple[Presentation, Item, list[int]]] = []
+
+    def flush():
+        prompts = paper_prompts(tokenizer, [judge_messages(item, order) for _, item, order in batch])
+        for (pres, item, order), prompt in zip(batch, prompts):
+            _paper(pres, item, order, prompt, tokenizer, fitting, stats)
+            _finish_verdict(pres, tokenizer)
+        batch.clear()
+
+    for item in items:
+        stats.examples += 1
+        for p, order in enumerate(orders_for(item)):
+            pres = new_presentation(item, order, p, judge, parser=parser, orders=orders, fitting=fitting)
+            stats.inputs += 1
+            out.append(pres)
+            batch.append((pres, item, order))
+            if len(batch) >= BATCH:
+                flush()
+    flush()
+    return out
+
+
+def _paper(pres: Presentation, item: Item, order, out: PaperPrompt, tokenizer, fitting: Fitting,
+           stats: FitStats) -> None:
     """The reference's prompt; over-long for the model -> marked (scored wrong), never cut further."""
-    messages = judge_messages(item, order)
-    out = paper_prompt(tokenizer, messages)
     text = out.text
     measurer = _measurer(tokenizer)
     pres.prompt_tokens = measurer.seen_by_model(text, out.tokens)
