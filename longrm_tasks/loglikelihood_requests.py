@@ -147,3 +147,20 @@ def verdict_request(tokenizer, kind: str, n: int, prompt_tail: str = "") -> Verd
                     "%r (%s): scoring the full continuations %s instead, one forward per choice", name, kind,
                     OPENING, reason, "/".join(legacy_choices(kind, n)))
     return VerdictRequest("", legacy_choices(kind, n), False, reason)
+
+
+def opening_for(choices) -> str:
+    """The opening a document's context must end with, read back from its choices (version 2: bare letters).
+
+    For contexts rendered again later (``--apply_chat_template`` renders the
+    user content with the model's template and must append the opening itself).
+    """
+    return OPENING if choices and not str(choices[0]).startswith(OPENING) else ""
+
+
+def opening_tokens(tokenizer, request: VerdictRequest, prompt_tail: str) -> int:
+    """Tokens ``request.opening`` adds after a prompt ending in ``prompt_tail`` (to count it in the prompt)."""
+    if not request.opening or tokenizer is None:
+        return 0
+    return len(_encode(tokenizer, prompt_tail + request.opening)) - len(_encode(tokenizer, prompt_tail))
+

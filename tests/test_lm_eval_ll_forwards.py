@@ -266,3 +266,26 @@ def test_a_judge_that_knows_the_verdicts_gives_the_same_ones_in_both_designs(tmp
                 assert new_res[task][metric] == pytest.approx(value, nan_ok=True), (task, metric)
     assert new_res["long_rewardbench_ll_math"]["AVG,none"] == 1.0  # the judge solves what it knows
     assert new_res["long_rewardbench_ll_bon_code"]["extra/bestofn_top1,none"] == 1.0
+
+
+def test_apply_chat_template_context_ends_with_the_opening_too(tmp_path):
+    """``--apply_chat_template`` renders the user content again with the model's template: the opening follows."""
+    pytest.importorskip("lm_eval")
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from longrm_tasks.testing import build_model
+
+    model, tokenizer = build_model("causal", "qwen3", hidden=32, layers=1, heads=4, kv_heads=2, max_positions=4096)
+    tokenizer.save_pretrained(tmp_path / "tok")
+    lm = _hf_lm(model, tokenizer, 4096)
+    counter = ForwardCounter(lm.model)
+    meta = {"tokenizer": str(tmp_path / "tok"), "data_dir": "sample", "max_length": 4096}
+    manager = TaskManager(include_path=str(TASK_DIR), include_defaults=False, metadata=meta)
+    res = lm_eval.simple_evaluate(model=lm, tasks=["long_rewardbench_ll_bon_code"], task_manager=manager,
+                                  log_samples=True, apply_chat_template=True)
+    samples = res["samples"]["long_rewardbench_ll_bon_code"]
+    for sample in samples:
+        context, choice = sample["arguments"][0]
+        assert context.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n" + OPENING) and len(choice) == 1
+    assert counter.rows == len(samples) == 3

@@ -38,6 +38,7 @@ from longrm_tasks.adapters.lm_eval_plugin import TASK_DIR as task_dir  # noqa: F
 from longrm_tasks.adapters.rm_requests import encode_rm_context
 from longrm_tasks.errors import InputError
 from longrm_tasks.fitting import FitStats, generation_room
+from longrm_tasks.loglikelihood_requests import opening_for
 from longrm_tasks.prepare import MARGIN, VERDICT_TOKENS, Fitting, build_judge_docs, build_rm_docs
 from longrm_tasks.presentation import record
 from longrm_tasks.verdicts import parse_judgment, scores_to_ranks
@@ -280,8 +281,11 @@ def request_context(doc: dict, *, system_instruction: str | None = None, chat_te
                              "edits the content, or it has none): run without --apply_chat_template, the prompt "
                              "is already rendered", line=doc["key"], field="apply_chat_template")
         system = doc["system"] if not system_instruction else f"{system_instruction}\n\n{doc['system']}"
-        return chat_template([{"role": "system", "content": system},
-                              {"role": "user", "content": doc["prompt"][start:end]}])
+        ctx = chat_template([{"role": "system", "content": system},
+                             {"role": "user", "content": doc["prompt"][start:end]}])
+        # log-likelihood v2: the rendered prompt ended with the verdict's opening; so must this render
+        opening = opening_for(doc["choices"]) if doc["judge"] == "loglikelihood" else ""
+        return ctx + opening if opening and isinstance(ctx, str) and not _is_chat_messages(ctx) else ctx
     if not doc["rendered"]:
         raise InputError("the judge prompt was not rendered because no tokenizer was known: pass "
                          "--apply_chat_template, or --metadata '{\"tokenizer\": NAME_OR_PATH}'",
