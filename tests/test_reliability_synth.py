@@ -29,7 +29,8 @@ def _response(body):
 
 class _Server(BaseHTTPRequestHandler):
     """Judges by model name: ``ok``; ``flaky`` drops the connection on each prompt's first request;
-    ``reset`` resets it (RST); ``busy`` answers 429 + Retry-After first; ``slow`` answers each prompt's first request after the client's timeout;
+    ``reset`` resets it (RST); ``busy`` answers 429 + Retry-After first; ``slow`` answers each prompt's
+    first request after the client's timeout;
     ``cut`` stops at the token limit on Blue.; ``small`` has a small context; ``dead`` never answers;
     ``dies`` answers until ``alive`` is cleared."""
 

@@ -24,7 +24,7 @@ class Item:
     config: str
     id: str
     tasktype: str  # PairWise | BestOfN
-    subtype: str  # PairWise: "same", a model-pair tag, or "None" (null: Diff, as the reference); BestOfN: "2" | "3" | "4"
+    subtype: str  # PairWise: "same", a model-pair tag or "None" (null: Diff, as the reference); BestOfN: "2"-"4"
     length: str  # ctx_length_for_length bucket
     prompt_template: list[dict[str, str]]
     answers: list[str]
