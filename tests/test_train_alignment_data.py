@@ -180,3 +180,33 @@ def test_key_passage_survives_the_cut_and_an_oversized_tail_is_counted(tok):
     long_tail = {**record, "messages": [{"role": "user", "content": user + " Explain." * 400}]}
     ds, stats = load_alignment_dataset([long_tail], tok, max_length=300, num_rejected=1, return_stats=True)
     assert len(ds[0]["prompt_input_ids"]) + 2 <= 300 and stats.tails_cut == 1
+
+
+GEMMA_LIKE = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}{% set sys = m['content'] + '\n\n' %}"
+              "{% else %}{{ '<start_of_turn>' + ('model' if m['role'] == 'assistant' else 'user') + '\n' }}"
+              "{% if m['role'] == 'user' and sys is defined %}{{ sys }}{% endif %}"
+              "{{ m['content'] | trim }}<end_of_turn>\n{% endif %}{% endfor %}"
+              "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+LLAMA3_LIKE = ("{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + "
+               "m['content'] | trim + '<|eot_id|>' }}{% endfor %}"
+               "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+MISTRAL_LIKE = ("{% for m in messages %}{% if m['role'] == 'user' %}{{ '[INST] ' + m['content'] + ' [/INST]' }}"
+                "{% elif m['role'] == 'assistant' %}{{ ' ' + m['content'] + eos_token }}{% endif %}{% endfor %}")
+
+
+@pytest.mark.parametrize("template", [QWEN3_CHAT_TEMPLATE, GEMMA_LIKE, LLAMA3_LIKE, MISTRAL_LIKE],
+                         ids=["qwen3", "gemma", "llama3", "mistral"])
+def test_every_template_family_trains_the_turn_it_renders_after_the_evaluation_prompt(tok, template):
+    import copy
+
+    tokenizer = copy.copy(tok)  # the same vocabulary, another chat template
+    tokenizer.chat_template = template
+    messages = [{"role": "system", "content": "Judge the answer."}, {"role": "user", "content": "Is 7 right?"}]
+    record = {"messages": messages, "chosen": "[Analysis] yes [Score: 9]", "rejected": ["[Score: 1]", "[Score: 2]"]}
+    row = load_alignment_dataset([record], tokenizer, max_length=512, num_rejected=2)[0]
+    prompt = render_chat(tokenizer, messages)
+    assert tokenizer.decode(row["prompt_input_ids"]) == prompt
+    for content, ids in zip([record["chosen"], *record["rejected"]], [row["chosen_input_ids"], *row["rejected_input_ids"]]):
+        full = render_chat(tokenizer, messages + [{"role": "assistant", "content": content}],
+                           add_generation_prompt=False)
+        assert full.startswith(prompt) and tokenizer.decode(ids) == full[len(prompt):]
