@@ -113,3 +113,20 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> int:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
     return count
+
+
+def refuse_overwriting_inputs(output: str | os.PathLike, inputs: Iterable[str | os.PathLike],
+                              option: str | None = None) -> None:
+    """An output that is one of the command's own input files (``inputs``: files, folders already
+    expanded by the caller) would destroy it: refuse in one line, before any work."""
+    out = Path(output)
+    if not out.exists():
+        return
+    for f in inputs:
+        try:
+            same = os.path.samefile(out, f)
+        except OSError:
+            continue
+        if same:
+            raise InputError(f"is also an input ({f}); writing there would destroy it: choose another path",
+                             path=str(out), field=option)

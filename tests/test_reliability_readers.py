@@ -167,3 +167,13 @@ def test_byte_order_mark_and_crlf_lines_are_read(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(dict(PAIR, id="a")).encode() + b"\r\n"
                      + json.dumps(dict(PAIR, id="b")).encode() + b"\r\n")
     assert [r.item_id for r in read_predictions([path])] == ["a", "b"]
+
+
+def test_score_refuses_to_write_over_its_own_input(tmp_path, capsys):
+    path = _write(tmp_path, [PAIR])
+    before = path.read_bytes()
+    assert main(["score", "--predictions", str(tmp_path), "--json", str(path), "--quiet"]) == 2
+    assert "is also an input" in capsys.readouterr().err and path.read_bytes() == before
+    out = tmp_path / "score.json"  # beside the predictions, not one of them: fine, twice
+    for _ in range(2):
+        assert main(["score", "--predictions", str(tmp_path), "--json", str(out), "--quiet"]) == 0

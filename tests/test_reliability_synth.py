@@ -393,3 +393,10 @@ def test_short_to_long_sigkilled_mid_run_resumes_to_the_same_bytes(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])["resumed_from"] >= done
     assert out.read_bytes() == clean.read_bytes()
+
+
+def test_synth_refuses_to_write_over_its_own_input(server, tmp_path, capsys):
+    src = _write_records(tmp_path / "in.jsonl", [_record(0, "Orange.")])
+    before = src.read_bytes()
+    assert main(_vote_args(server, src, src, "ok", "flaky")) == 2
+    assert "is also an input" in capsys.readouterr().err and src.read_bytes() == before

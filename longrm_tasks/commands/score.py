@@ -56,12 +56,14 @@ def score_files(paths, parser: str = "reference", name: str | None = None) -> di
 
 
 def run(args) -> int:
-    from longrm_tasks.atomic import check_writable, write_json
+    from longrm_tasks.atomic import check_writable, refuse_overwriting_inputs, write_json
+    from longrm_tasks.predictions import expand_paths
 
     if args.json is not None and not args.json.strip():
         raise InputError("empty path", field="--json")
     if args.json:  # validate before any work, and long before anything is replaced
         check_writable(args.json, "--json", make_parents=True)
+        refuse_overwriting_inputs(args.json, expand_paths(args.predictions), "--json")
     result = score_files(args.predictions, args.parser, args.name)
     if args.json:
         write_json(args.json, result)

@@ -158,6 +158,11 @@ def _short_to_long(args) -> dict:
         lengths=tuple(parse_length(x) for x in args.lengths.split(",")),
         depths=parse_depths(args.depths), seed=args.seed, tag=args.tag, tolerance=args.tolerance,
         system_prompt=system_prompt)
+    from longrm_tasks.atomic import refuse_overwriting_inputs
+    from longrm_tasks.train.synth.short_to_long import expand_corpus_paths
+
+    refuse_overwriting_inputs(args.output, [args.records, *expand_corpus_paths(args.corpus),
+                                            *([args.system_prompt] if args.system_prompt else [])], "--output")
     records = list(load_short_records(args.records))  # every record checked before anything is written
     settings = {"records_sha256": _sha256(args.records), "corpus": [str(c) for c in args.corpus],
                 "text_field": args.text_field, "tokenizer": args.tokenizer, "lengths": args.lengths,
@@ -200,6 +205,9 @@ def _vote(args) -> dict:
     _positive(args.max_new_tokens, "--max-new-tokens")
     if args.retries < 0 or args.retry_wait < 0:
         raise InputError("--retries and --retry-wait must not be negative", field="--retries")
+    from longrm_tasks.atomic import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs(args.output, [args.input], "--output")
     total = 0
     for line, record in read_jsonl(args.input):  # every record checked before anything is written
         validate_messages(record, path=args.input, line=line)

@@ -166,7 +166,7 @@ class DistractorCorpus:
         each; folders are read recursively in sorted order. Blank documents are counted, not kept."""
         documents: list[str] = []
         empty = 0
-        for path in _expand(paths):
+        for path in expand_corpus_paths(paths):
             if path.suffix in (".jsonl", ".json"):
                 for line, obj in read_jsonl(path):
                     text = obj.get(text_field)
@@ -185,7 +185,7 @@ class DistractorCorpus:
         return cls(documents, tokenizer, empty_documents=empty)
 
 
-def _expand(paths: Sequence[str | Path]) -> list[Path]:
+def expand_corpus_paths(paths: Sequence[str | Path]) -> list[Path]:
     out = []
     for p in map(Path, paths):
         if p.is_dir():
