@@ -165,8 +165,8 @@ def _short_to_long(args) -> dict:
                                             *([args.system_prompt] if args.system_prompt else [])], "--output")
     records = list(load_short_records(args.records))  # every record checked before anything is written
     # The corpus can be large: its files are fingerprinted by size and modification time, not hashed.
-    corpus = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in expand_corpus_paths(args.corpus)]
-    settings = {"records_sha256": _sha256(args.records), "corpus": corpus,
+    corpus_files = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in expand_corpus_paths(args.corpus)]
+    settings = {"records_sha256": _sha256(args.records), "corpus": corpus_files,
                 "text_field": args.text_field, "tokenizer": args.tokenizer, "lengths": args.lengths,
                 "depths": args.depths, "tag": args.tag, "tolerance": args.tolerance, "seed": args.seed,
                 "system_prompt_sha256": hashlib.sha256(system_prompt.encode("utf-8")).hexdigest()}
