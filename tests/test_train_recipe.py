@@ -216,3 +216,22 @@ def test_stage_table_resolves_every_kind_lazily():
     with pytest.raises(ValueError, match="already registered"):
         table.register(StageKind("x", "a:b", "c:d", "CAUSAL_LM", "t"))
     assert resolve("longrm_tasks.train.stages:STAGES") is STAGES
+
+
+def test_preflight_turns_shared_context_off_before_any_stage_for_a_model_that_cannot_share(tmp_path, caplog):
+    from longrm_tasks.testing import save_tiny_model
+    from longrm_tasks.train.runner import preflight
+
+    base = save_tiny_model(tmp_path / "base", hidden=16, layers=1)
+    config = (base / "config.json").read_text()
+    (base / "config.json").write_text(config.replace('"model_type"', '"attention_chunk_size": 8,\n  "model_type"'))
+    recipe = load_recipe(write(tmp_path, f"""
+base_model: {base}
+stages:
+  - {{name: sft, kind: sft, data: d.jsonl}}
+  - {{name: alignment, kind: alignment, data: d.jsonl}}
+"""), [f"output_dir={tmp_path / 'out'}"])
+    preflight(recipe, recipe.stages)
+    assert recipe.stage("alignment").args["share_context"] is False
+    assert "shared context off" in caplog.text and "chunked attention" in caplog.text
+    assert not (tmp_path / "out" / "sft" / "longrm_stage.json").exists()  # nothing trained

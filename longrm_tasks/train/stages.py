@@ -94,6 +94,8 @@ STAGES.register(StageKind(
     peft_task="CAUSAL_LM",
     title="Stage II alignment (reference-free multi-reject SimPO-style loss)",
     tags=("simpo", "alignment"),
+    # a model whose attention cannot be shared (chunked, sink, ...) runs unshared, said before Stage I
+    preflight="longrm_tasks.train.alignment_trainer:shared_context_preflight",
 ))
 STAGES.register(StageKind(
     name="reward",
