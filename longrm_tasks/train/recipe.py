@@ -70,7 +70,8 @@ class Recipe:
         for stage in self.stages:
             if stage.name == name:
                 return stage
-        raise InputError(f"no stage {name!r}; stages: {', '.join(s.name for s in self.stages)}",
+        names = [s.name for s in self.stages]
+        raise InputError(f"no stage {name!r}{did_you_mean(name, names)}; stages: {', '.join(names)}",
                          path=str(self.path), field="stages")
 
 
