@@ -409,6 +409,7 @@ def _fit_one(pres: Presentation, item: Item, order, tokenizer, measurer: Measure
         except DoesNotFit as err:  # even the instructions and answers alone do not fit
             return _skip(pres, stats, str(err))
         pres.truncated_tokens = dropped
+        pres.prompt_tokens = total - dropped  # what is sent (a boundary merge may differ by a token: MARGIN)
         stats.cut(dropped)
     full = text + tail
     pres.prompt = strip_bos(full, tokenizer) if fitting.strip_bos else full

@@ -239,3 +239,25 @@ def test_api_models_context_and_a_single_bos(tmp_path, caplog):
     assert all(p.startswith("<|endoftext|><|im_start|>system") for p in local["prompt"])
     assert all(p.startswith("<|im_start|>system") for p in text["prompt"])
     assert text["prompt_tokens"] == local["prompt_tokens"]
+
+
+def test_a_larger_gen_kwargs_budget_never_cuts_a_fitted_prompt(tiny_model, caplog):
+    """fit: prompts fitted for --metadata max_gen_toks=16, generated with --gen_kwargs max_gen_toks=200."""
+    import lm_eval
+
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    max_length, fitted_for, gen = 1024, 16, 200
+    meta = {"pretrained": str(tiny_model), "max_length": max_length, "data_dir": "sample", "protocol": "fit",
+            "max_gen_toks": fitted_for}
+    res = lm_eval.simple_evaluate(model="hf", model_args={"pretrained": str(tiny_model), "max_length": max_length},
+                                  tasks=["long_rewardbench_pairwise_math"], task_manager=_manager(meta), device="cpu",
+                                  log_samples=True, gen_kwargs=f"max_gen_toks={gen}")
+    samples = res["samples"]["long_rewardbench_pairwise_math"]
+    short = [s for s in samples if s["doc"]["prompt_tokens"] + gen > max_length]
+    assert short  # the sample's Math prompts are fitted to 1,000 tokens: 200 more do not fit
+    for s in samples:
+        assert s["arguments"][0][1]["max_gen_toks"] == min(gen, max_length - s["doc"]["prompt_tokens"])
+    line = next(r.getMessage() for r in caplog.records if "differs from the" in r.getMessage())
+    assert f"max_gen_toks={gen} differs from the {fitted_for} tokens" in line and f": {len(short)} prompts" in line
+    assert res["results"]["long_rewardbench_pairwise_math"]["extra/short_budget,none"] == len(short)
+    assert res["configs"]["long_rewardbench_pairwise_math"]["metadata"]["longrm"]["gen_tokens"] == gen
