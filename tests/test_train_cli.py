@@ -63,31 +63,8 @@ stages:
     return recipe
 
 
-def test_resume_continues_from_the_last_checkpoint(tmp_path):
-    from transformers import TrainerCallback
-
-    from longrm_tasks.train.recipe import load_recipe
-    from longrm_tasks.train.runner import run_recipe
-
-    class Interrupt(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            if state.global_step == 2:
-                raise KeyboardInterrupt("simulated interrupt after checkpoint-2")
-
-    recipe_path = _recipe(tmp_path)
-    out = tmp_path / "runs"
-    recipe = load_recipe(recipe_path, [f"output_dir={out}"])
-    with pytest.raises(KeyboardInterrupt):
-        run_recipe(recipe, callbacks=[Interrupt()])
-    assert (out / "sft" / "checkpoint-2").is_dir() and not (out / "sft" / "longrm_stage.json").exists()
-
-    assert longrm(["train", "--config", str(recipe_path), "--output-dir", str(out), "--resume"]) == 0
-    marker = json.loads((out / "sft" / "longrm_stage.json").read_text())
-    assert marker["resumed_from"] == "checkpoint-2"
-    assert marker["global_step"] == 4 and marker["steps_this_run"] == 2  # continued, not restarted
-
-
-def test_resume_after_a_kill_during_a_checkpoint_save_uses_the_last_complete_checkpoint(tmp_path, caplog):
+def _interrupted_after_checkpoint_2(tmp_path):
+    """A run of the 4-step recipe stopped right after saving checkpoint-2: (recipe path, output dir)."""
     from transformers import TrainerCallback
 
     from longrm_tasks.train.recipe import load_recipe
@@ -102,6 +79,20 @@ def test_resume_after_a_kill_during_a_checkpoint_save_uses_the_last_complete_che
     out = tmp_path / "runs"
     with pytest.raises(KeyboardInterrupt):
         run_recipe(load_recipe(recipe_path, [f"output_dir={out}"]), callbacks=[Interrupt()])
+    assert (out / "sft" / "checkpoint-2").is_dir() and not (out / "sft" / "longrm_stage.json").exists()
+    return recipe_path, out
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path):
+    recipe_path, out = _interrupted_after_checkpoint_2(tmp_path)
+    assert longrm(["train", "--config", str(recipe_path), "--output-dir", str(out), "--resume"]) == 0
+    marker = json.loads((out / "sft" / "longrm_stage.json").read_text())
+    assert marker["resumed_from"] == "checkpoint-2"
+    assert marker["global_step"] == 4 and marker["steps_this_run"] == 2  # continued, not restarted
+
+
+def test_resume_after_a_kill_during_a_checkpoint_save_uses_the_last_complete_checkpoint(tmp_path, caplog):
+    recipe_path, out = _interrupted_after_checkpoint_2(tmp_path)
     # A kill in the middle of saving checkpoint-2: the Trainer writes trainer_state.json last.
     (out / "sft" / "checkpoint-2" / "trainer_state.json").unlink()
     assert (out / "sft" / "checkpoint-1" / "trainer_state.json").is_file()
