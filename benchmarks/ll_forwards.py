@@ -40,6 +40,7 @@ def synthetic_data(folder: Path, context_words: int, scale: float) -> str:
     from longrm_tasks.data.synthetic import BUCKET_TOKENS, generate_benchmark
 
     words = {bucket: context_words for bucket in BUCKET_TOKENS}
+    folder.mkdir(parents=True, exist_ok=True)
     for config, records in generate_benchmark(scale, seed=11, context_words=words).items():
         write_jsonl(folder / f"{config}.jsonl", records)
     return str(folder)
