@@ -92,7 +92,9 @@ def encode(tokenizer, prompt, responses: list, *, rendering: str = "generation")
     """
     if rendering not in RENDERINGS:
         raise ValueError(f"rendering must be one of {RENDERINGS}, got {rendering!r}")
-    from trl.data_utils import common_prefix_length
+    from longrm_tasks.compat import trl_common_prefix_length
+
+    common_prefix_length = trl_common_prefix_length()  # recent TRL: checked against the tested range
 
     special = not isinstance(prompt, list)  # a chat template already holds its special tokens
     prompt_text = _render_prompt(tokenizer, prompt)
