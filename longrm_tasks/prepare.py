@@ -314,15 +314,18 @@ def _finish_verdict(pres: Presentation, tokenizer) -> None:
     """Log-likelihood judge: the opening appended to the prompt and the choices scored after it."""
     if pres.judge != "loglikelihood":
         return
-    from longrm_tasks.loglikelihood_requests import verdict_request
+    from longrm_tasks.loglikelihood_requests import opening_tokens, verdict_request
 
     if not pres.rendered:
         pres.choices = verdict_choices(pres.kind, pres.n)
         return
-    request = verdict_request(tokenizer, pres.kind, pres.n, prompt_tail=pres.prompt[-64:])
+    tail = pres.prompt[-64:]
+    request = verdict_request(tokenizer, pres.kind, pres.n, prompt_tail=tail)
     pres.choices = list(request.choices)
     if request.opening and not pres.skipped:
         pres.prompt += request.opening
+        if pres.prompt_tokens >= 0:  # the opening is part of the prompt the model sees (inside VERDICT_TOKENS)
+            pres.prompt_tokens += opening_tokens(tokenizer, request, tail)
 
 
 # ------------------------------------------------------------------ the fit protocol
