@@ -289,3 +289,23 @@ def test_apply_chat_template_context_ends_with_the_opening_too(tmp_path):
         context, choice = sample["arguments"][0]
         assert context.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n" + OPENING) and len(choice) == 1
     assert counter.rows == len(samples) == 3
+
+
+@pytest.mark.parametrize("protocol", ["paper", "fit"])
+def test_the_opening_is_counted_in_the_prompt_tokens(protocol, tmp_path):
+    pytest.importorskip("lm_eval")
+    from longrm_tasks.adapters.lm_eval_tasks import load_dataset
+
+    tokenizer = build_tokenizer()
+    tokenizer.save_pretrained(tmp_path / "tok")
+    meta = {"tokenizer": str(tmp_path / "tok"), "data_dir": "sample", "max_length": 1024, "protocol": protocol,
+            "longrm_judge": "loglikelihood", "longrm_configs": "Code"}
+    with legacy_design():
+        old = load_dataset(**meta)["test"]
+    new = load_dataset(**meta)["test"]
+    assert len(old) == len(new) > 0
+    for v1, v2 in zip(old, new):
+        assert v2["prompt"] == v1["prompt"] + OPENING
+        assert v2["prompt_tokens"] == v1["prompt_tokens"] + 1  # "[[" is one token after the chat template's tail
+        if protocol == "paper" or not v2["truncated_tokens"]:
+            assert v2["prompt_tokens"] == len(_encode(tokenizer, v2["prompt"]))
