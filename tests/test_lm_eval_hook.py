@@ -209,4 +209,44 @@ def test_editable_install_gets_the_hook_and_the_source_task_folder(tmp_path):
     """)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [str(project / "task_yamls"), True, True, True]
+    # `longrm tasks --path` prints the source folder an editable install reads (the README's fallback)
+    printed = venv.run("-m", "longrm_tasks.cli", "tasks", "--path")
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.strip() == str(project / "task_yamls")
 
+
+def test_longrm_tasks_path_in_a_wheel_install_is_the_installed_folder(lm_eval_venv):
+    done = lm_eval_venv.run("-m", "longrm_tasks.cli", "tasks", "--path")
+    assert done.returncode == 0, done.stderr
+    folder = Path(done.stdout.strip())
+    assert folder == lm_eval_venv.site_packages / "longrm_tasks" / "task_yamls"
+    assert (folder / "long_rewardbench" / "long_rewardbench.yaml").is_file()
+
+
+def test_include_path_fallback_works_without_the_hook(lm_eval_venv):
+    # The README's fallback: the hook off, lm-eval pointed at `longrm tasks --path`.
+    path = lm_eval_venv.run("-m", "longrm_tasks.cli", "tasks", "--path", hook=False).stdout.strip()
+    done = lm_eval_venv.run("-c", f"""if True:
+        from lm_eval.tasks import TaskManager
+        print(sorted(t for t in TaskManager(include_path={path!r}).all_tasks if t.startswith("long_rewardbench"))[:3])
+    """, hook=False)
+    assert done.returncode == 0, done.stderr
+    assert "long_rewardbench" in done.stdout
+
+
+def test_hook_on_an_lm_eval_outside_its_range_steps_aside_in_one_line(lm_eval_venv):
+    # The hook reads lm-eval's version when lm-eval is imported; pretend an older release is installed.
+    done = lm_eval_venv.run("-c", """if True:
+        import longrm_tasks.compat as compat
+        real = compat.installed_version
+        compat.installed_version = lambda dist: "0.4.11" if dist == "lm-eval" else real(dist)
+        from lm_eval.api.registry import get_model, model_registry
+        from lm_eval.tasks import TaskManager
+        get_model("dummy")
+        print("hf-rm" in model_registry, getattr(TaskManager.__init__, "_longrm_tasks", False))
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False"]
+    lines = [line for line in done.stderr.splitlines() if "longrm-tasks" in line]
+    assert len(lines) == 1, done.stderr
+    assert "steps aside" in lines[0] and "lm-eval 0.4.11 is installed" in lines[0]
