@@ -33,6 +33,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _one_process(model):
+    """The reference run in this process (lm-eval's Python API indexes only our task folder: faster)."""
+    import lm_eval
+    import lm_eval.api.registry
+    from lm_eval.tasks import TaskManager
+
+    from longrm_tasks.adapters.lm_eval_plugin import TASK_DIR, register_models
+
+    register_models(lm_eval.api.registry)
+    manager = TaskManager(include_path=str(TASK_DIR), include_defaults=False, metadata={"data_dir": "sample"})
+    out = lm_eval.simple_evaluate(model="hf-rm", model_args=f"pretrained={model},dtype=float32,batch_size=2",
+                                  tasks=[TASK], task_manager=manager, device="cpu", log_samples=True)
+    samples = {row["doc_id"]: _rewards(row) for rows in out["samples"].values() for row in rows}
+    return out, samples
+
+
+def _rewards(sample_row) -> list[float]:
+    """The reward per answer (the samples file holds them as strings, the Python API as floats)."""
+    return [float(resp[0]) for resp in sample_row["filtered_resps"]]
+
+
 def _run(launcher: list[str], model, out, cwd) -> str:
     cmd = [sys.executable, *launcher, "-m", "lm_eval", "--model", "hf-rm",
            "--model_args", f"pretrained={model},dtype=float32,batch_size=2", "--device", "cpu",
@@ -50,18 +71,17 @@ def _results(out):
     for path in out.rglob("samples_*.jsonl"):
         for line in path.read_text().splitlines():
             row = json.loads(line)
-            samples[row["doc_id"]] = row["filtered_resps"]
+            samples[row["doc_id"]] = _rewards(row)
     return json.loads(results.read_text()), samples
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
-def test_two_processes_give_one_process_metrics_and_split_the_forward_passes(tmp_path):
+def test_two_processes_give_one_process_metrics_and_split_the_forward_passes(tmp_path, capfd):
     model = save_tiny_model(tmp_path / "rm", kind="seq-cls", arch="qwen2", hidden=32, layers=1)
-    single_log = _run([], model, tmp_path / "one", tmp_path)
+    one, one_samples = _one_process(model)
+    single_log = capfd.readouterr().err
     dp_log = _run(["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
                    "--master_port", str(_free_port())], model, tmp_path / "two", tmp_path)
-
-    one, one_samples = _results(tmp_path / "one")
     two, two_samples = _results(tmp_path / "two")
     assert one["n-samples"] == two["n-samples"]
     assert len(one_samples) == 15 and one_samples == two_samples  # every document once, the same rewards
