@@ -60,6 +60,22 @@ def test_generative_judge_group(venv, models, tmp_path):
     results, samples, _ = _run_lm_eval(venv, tmp_path, "hf", f"pretrained={models['causal']},dtype=float32",
                                        "long_rewardbench", "--gen_kwargs", "max_gen_toks=8")
     _assert_paper_metrics(results, "long_rewardbench", samples)
+    # every result says how it was made: protocol, context and where it came from, generation budget, data
+    made = results["configs"]["long_rewardbench_all"]["metadata"]["longrm"]
+    assert made["protocol"] == "paper" and made["gen_tokens"] == 8 and made["order"] == "paper"
+    assert made["max_length"] > 0 and made["max_length_source"]
+    assert made["data"] is None or made["data"]["source"] == "sample"
+
+
+def test_a_typo_in_metadata_is_one_line_under_plain_lm_eval(venv, models, tmp_path):
+    done = venv.run("-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={models['causal']}", "--device",
+                    "cpu", "--tasks", "long_rewardbench_pairwise_math", "--metadata", '{"data_dri": "sample"}',
+                    "--limit", "1", cwd=tmp_path)
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.startswith("Long-RewardBench: ")]
+    assert lines == ["Long-RewardBench: field '--metadata': unknown key 'data_dri'; did you mean 'data_dir'? known "
+                     "keys: data_dir, data_revision, max_gen_toks, max_length, order, overlong, parser, protocol, "
+                     "tokenizer"]
 
 
 def test_verdict_loglikelihood_group(venv, models, tmp_path):

@@ -92,6 +92,8 @@ def model_context(options: TaskOptions, tokenizer) -> tuple[int | None, str]:
         return options.max_length, "max_length argument"
     if options.max_model_len:
         return options.max_model_len, "vLLM max_model_len argument"
+    if options.base_url and tokenizer is None:  # nothing is measured: chat messages go out as they are
+        return None, "unknown (no tokenizer to measure prompts with)"
     if options.base_url:
         if options.tokenized_requests is not False:
             raise InputError(f"an API model ({options.base_url}) needs max_length=<the server's context> in "
@@ -190,8 +192,7 @@ def _load_dataset(kwargs: dict):
         log.warning("Long-RewardBench: no tokenizer known (no `pretrained`/`tokenizer` model argument, no "
                     "--metadata tokenizer): prompts are not measured or fitted; the model receives chat "
                     "messages, so run with --apply_chat_template")
-    max_length, source = model_context(options, tokenizer) if tokenizer is not None or options.base_url else \
-        (options.max_length or options.max_model_len, "max_length argument")
+    max_length, source = model_context(options, tokenizer)
     fit = options.protocol == "fit"
     reserve = {"generative": options.gen_tokens if fit else 0, "loglikelihood": VERDICT_TOKENS,
                "reward": 0}[options.judge]
