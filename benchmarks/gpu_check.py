@@ -196,7 +196,6 @@ def scoring(shape_name: str, shape: dict, plan: dict, device, dtype, deadline: f
 def alignment(plan: dict, shapes: dict, device, dtype, deadline: float) -> dict:
     import torch
     import transformers
-    from datasets import Dataset
 
     from longrm_tasks.testing import build_tokenizer
 

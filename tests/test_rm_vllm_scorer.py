@@ -148,7 +148,8 @@ def test_vllm_rm_maps_requests_to_rewards_like_hf_rm(tiny, capsys):
     from longrm_tasks.adapters.rm_requests import encode_rm_context
 
     context = "A long report on rivers and their floods. " * 30
-    items = {"LongQA/1": ([{"role": "user", "content": context + "Which river floods?"}], ["The Nile.", "None.", "All."]),
+    items = {"LongQA/1": ([{"role": "user", "content": context + "Which river floods?"}],
+                          ["The Nile.", "None.", "All."]),
              "Math/2": ([{"role": "user", "content": "2 + 2?"}], ["4", "5"])}
     args = [(encode_rm_context(m, key), c) for key, (m, cands) in items.items() for c in cands]
     requests = [Instance("loglikelihood", {}, a, i) for i, a in enumerate(args[::-1])]  # any order

@@ -240,7 +240,8 @@ class HFRewardModel(RewardModelLM):
         self.scorer = RewardScorer.from_pretrained(
             pretrained, dtype=dtype, device=device, tokenizer=tokenizer, max_length=max_length,
             share_prefix=_flag(share_prefix), batch_size=_batch_size(batch_size, max_batch_size),
-            prefill_chunk_size=prefill_chunk_size, truncation=truncation, progress=_flag(progress),
+            # one progress bar per run, not one per rank
+            prefill_chunk_size=prefill_chunk_size, truncation=truncation, progress=_flag(progress) and self.rank == 0,
             trust_remote_code=_flag(trust_remote_code), **parallel)
         self._device = self.scorer.device
         self.pretrained = pretrained
