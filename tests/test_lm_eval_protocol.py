@@ -228,8 +228,6 @@ def test_api_models_context_and_a_single_bos(tmp_path, caplog):
     server = _Server({"/v1/models": {"data": [{"id": "judge", "max_model_len": 3000}]}})
     common = dict(data_dir="sample", longrm_judge="generative", longrm_configs="Math", tokenizer=str(tok))
     try:
-        with pytest.raises(InputError, match="needs max_length"):  # lm-eval tokenizes: its 2,048 default would cut
-            load_dataset(base_url=server.url + "/v1/completions", **common)
         text = load_dataset(base_url=server.url + "/v1/completions", tokenized_requests=False, **common)["test"]
     finally:
         server.close()
@@ -239,6 +237,26 @@ def test_api_models_context_and_a_single_bos(tmp_path, caplog):
     assert all(p.startswith("<|endoftext|><|im_start|>system") for p in local["prompt"])
     assert all(p.startswith("<|im_start|>system") for p in text["prompt"])
     assert text["prompt_tokens"] == local["prompt_tokens"]
+
+
+def test_tokenized_api_requests_need_max_length_chat_apis_do_not(tmp_path, capsys):
+    """local-completions would cut prompts to lm-eval's 2,048 default; a chat API sends messages untokenized."""
+    from lm_eval.models.api_models import JsonChatStr
+
+    server = _Server({"/v1/models": {"data": [{"id": "judge", "max_model_len": 3000}]}})
+    try:
+        tm = _manager({"data_dir": "sample", "tokenizer": str(_bos_tokenizer(tmp_path)),
+                       "base_url": server.url + "/v1/completions"})
+        task = tm.load(["long_rewardbench_pairwise_math"])["tasks"]["long_rewardbench_pairwise_math"]
+    finally:
+        server.close()
+    doc = task.test_docs()[0]
+    chat = task.construct_requests(doc, JsonChatStr(json.dumps([{"role": "user", "content": "hi"}])),
+                                   metadata=("t", 0, 1))
+    assert chat.arguments[1]["chat_template_kwargs"] == {"enable_thinking": False}
+    with pytest.raises(InputError, match="pass max_length=3000"):
+        task.construct_requests(doc, doc["prompt"], metadata=("t", 0, 1))
+    assert capsys.readouterr().err.count("Long-RewardBench: field 'max_length'") == 1
 
 
 def test_a_larger_gen_kwargs_budget_never_cuts_a_fitted_prompt(tiny_model, caplog):

@@ -95,10 +95,6 @@ def model_context(options: TaskOptions, tokenizer) -> tuple[int | None, str]:
     if options.base_url and tokenizer is None:  # nothing is measured: chat messages go out as they are
         return None, "unknown (no tokenizer to measure prompts with)"
     if options.base_url:
-        if options.tokenized_requests is not False:
-            raise InputError(f"an API model ({options.base_url}) needs max_length=<the server's context> in "
-                             "--model_args: lm-eval tokenizes its requests and would cut prompts to its own "
-                             "2,048-token default", field="max_length")
         from longrm_tasks.adapters.api_context import server_context
 
         value, where = server_context(options.base_url, options.model)
@@ -224,6 +220,10 @@ def _load_dataset(kwargs: dict):
         "data": _data_provenance(bench), "fit": stats.as_dict(),
     })
     _last_tokenizer[:] = [tokenizer]
+    # local-completions tokenizes text requests itself and cuts them to its own max_length (2,048 unless given);
+    # a chat API (local-chat-completions) does not. Which one runs is known only when requests are made.
+    _last_run["_api_text_needs_max_length"] = (bool(options.base_url) and not options.max_length and
+                                               options.tokenized_requests is not False and tokenizer is not None)
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
 
 
@@ -328,6 +328,7 @@ class LongRewardBenchTask(ConfigurableTask):
         _last_tokenizer.clear()
         super().__init__(config=config, **kwargs)  # runs load_dataset, which fills _last_run
         self._longrm = dict(_last_run)
+        self._api_text_needs_max_length = self._longrm.pop("_api_text_needs_max_length", False)
         self._tokenizer = _last_tokenizer[0] if _last_tokenizer else None
         self._fitted_for = self._longrm.pop("gen_tokens", None)  # fit: the budget the prompts were cut for
         if self._longrm:
@@ -390,6 +391,13 @@ class LongRewardBenchTask(ConfigurableTask):
         return ctx
 
     def construct_requests(self, doc, ctx, **kwargs):
+        if self._api_text_needs_max_length and not _is_chat_messages(ctx):
+            err = InputError(f"this API model tokenizes its text requests and cuts them to its own max_length "
+                             f"(lm-eval's default 2,048): pass max_length={self._longrm.get('max_length')} (the "
+                             f"context from {self._longrm.get('max_length_source')}) in --model_args",
+                             field="max_length")
+            print(f"Long-RewardBench: {err}", file=sys.stderr)
+            raise err
         requests = super().construct_requests(doc, ctx, **kwargs)
         if self.OUTPUT_TYPE != "generate_until":
             return requests
