@@ -24,6 +24,9 @@ Version 1 compared ``log P("[[") + log P(X | "[[") + log P(close | "[[X")``
 (close = ``]]`` or ``>``); the first term is the same for every choice, so the
 two designs differ only by the closing token's log-prob, which is ~0 for a
 model that follows the verdict format. Ties still keep the earlier position.
+(lm-eval also moves a context's trailing whitespace into the continuation: a
+chat template ending in ``"\n\n"`` made version 1 score ``"\n\n[[A]]"``; that
+common term cancels too, and a context ending in ``[[`` has none to move.)
 
 lm-eval splits a request into tokens by encoding ``context`` and
 ``context + continuation`` separately and taking the extra tokens as the
@@ -39,7 +42,8 @@ forward. ``vllm`` sends one request per choice with ``prompt_logprobs``, and
 vLLM's V1 engine skips its prefix cache for such requests, so it still pays N
 prefills; the completion APIs (``local-completions``) also send one request per
 choice. The new design is never slower on them (the opening moves one or two
-tokens from the continuation to the context).
+tokens from the continuation to the context). Under ``--apply_chat_template``
+the task renders the chat again and appends the opening (`opening_for`).
 """
 from __future__ import annotations
 
