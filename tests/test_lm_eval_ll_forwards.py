@@ -306,3 +306,27 @@ def test_the_opening_is_counted_in_the_prompt_tokens(protocol, tmp_path):
         assert v2["prompt_tokens"] == v1["prompt_tokens"] + 1  # "[[" is one token after the chat template's tail
         if protocol == "paper" or not v2["truncated_tokens"]:
             assert v2["prompt_tokens"] == len(_encode(tokenizer, v2["prompt"]))
+
+
+def test_a_tokenizer_that_merges_gets_version_one_requests_through_lm_eval(tmp_path, caplog):
+    """The fallback end to end: ``[[A`` is one token here, so the documents carry ``[[A]]``/``[[B]]``, said once."""
+    pytest.importorskip("lm_eval")
+    from longrm_tasks.testing import CHATML_TEMPLATE, build_model
+
+    tokenizer = _merging_tokenizer()
+    tokenizer.add_special_tokens({"pad_token": "<pad>", "eos_token": "<|im_end|>",
+                                  "additional_special_tokens": ["<|im_start|>"]})
+    tokenizer.chat_template = CHATML_TEMPLATE
+    tokenizer.save_pretrained(tmp_path / "tok")
+    model, _ = build_model("causal", "llama", tokenizer=tokenizer, hidden=32, layers=1, heads=4, kv_heads=2,
+                           max_positions=8192)
+    lm = _hf_lm(model, tokenizer, 8192)
+    counter = ForwardCounter(lm.model)
+    meta = {"tokenizer": str(tmp_path / "tok"), "data_dir": "sample", "max_length": 8192}
+    with caplog.at_level(logging.WARNING, logger="longrm_tasks.loglikelihood_requests"):
+        _, samples = _evaluate(lm, ["long_rewardbench_ll_math"], meta, "v2")
+    assert [s["doc"]["choices"] for s in samples] == [["[[A]]", "[[B]]"]] * 2
+    assert not any(s["doc"]["prompt"].endswith(OPENING) for s in samples)
+    assert counter.rows == 4  # one forward per choice: correct, just not shared
+    warnings = [r.getMessage() for r in caplog.records if r.name == "longrm_tasks.loglikelihood_requests"]
+    assert len(warnings) == 1 and "one forward per choice" in warnings[0]
