@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Sequence
 
-from longrm_tasks.adapters.rm_requests import encode_rm_context
+from longrm_tasks.rm.requests import encode_rm_context
 from longrm_tasks.data.schema import Item
 from longrm_tasks.fitting import (DoesNotFit, FitStats, PaperPrompt, generation_room, middle_span, paper_prompt,
                                   paper_prompts, strip_bos)
@@ -430,7 +430,7 @@ def _skip(pres: Presentation, stats: FitStats, reason: str) -> None:
 
 def build_rm_docs(items: Iterable[Item], orders_for, *, tokenizer, budget: Fitting, orders: str = "paper",
                   stats: FitStats | None = None) -> list[dict]:
-    """Documents for scalar reward models: the request context (see `rm_requests`) and the shown answers.
+    """Documents for scalar reward models: the request context (see `rm.requests`) and the shown answers.
 
     The ``hf-rm`` model fits each item itself (`longrm_tasks.rm.formatting`);
     measuring with the same function here puts the dropped-token count in the

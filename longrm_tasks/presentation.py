@@ -34,7 +34,7 @@ class Presentation:
     ``protocol`` (``paper`` | ``fit``), ``max_length`` (the model's context the
     decisions were made for, -1 unknown).
     Request: ``prompt`` (the text sent; for ``rendered=False`` the user content
-    only; for reward models a JSON request context, see ``rm_requests``),
+    only; for reward models a JSON request context, see ``rm.requests``),
     ``system`` (judge system prompt), ``user_span`` (character span of the user
     content inside ``prompt``, ``[0, 0]`` when it cannot be recovered),
     ``choices`` (log-likelihood verdicts / reward-model answers).

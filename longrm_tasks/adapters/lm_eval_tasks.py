@@ -35,7 +35,7 @@ from lm_eval.api.task import ConfigurableTask
 from longrm_tasks.adapters.lm_eval_metrics import METRICS
 from longrm_tasks.adapters.lm_eval_options import TaskOptions, parse_options
 from longrm_tasks.adapters.lm_eval_plugin import TASK_DIR as task_dir  # noqa: F401  (entry point target)
-from longrm_tasks.adapters.rm_requests import encode_rm_context
+from longrm_tasks.rm.requests import encode_rm_context
 from longrm_tasks.errors import InputError
 from longrm_tasks.fitting import FitStats, generation_room
 from longrm_tasks.loglikelihood_requests import opening_for
