@@ -407,6 +407,8 @@ def _fit_one(pres: Presentation, item: Item, order, tokenizer, measurer: Measure
         if fitting.overlong == "skip":
             return _skip(pres, stats, f"{total} prompt tokens > budget {limit}")
         protect_head = measurer.count([frame.pre + before])[0]
+        if head._encoding is None and head._ids is None:  # the head fit alone; with this tail it does not
+            head = measurer.measure([head.text], lambda n: True)[0]
         try:
             text, dropped = _cut_head(head, n_tail, protect_head, limit)
         except DoesNotFit as err:  # even the instructions and answers alone do not fit

@@ -288,14 +288,15 @@ def test_apply_chat_template_context_ends_with_the_opening_too(tmp_path):
     assert counter.rows == len(samples) == 3
 
 
-@pytest.mark.parametrize("protocol", ["paper", "fit"])
-def test_the_opening_is_counted_in_the_prompt_tokens(protocol, tmp_path):
+@pytest.mark.parametrize("protocol,max_length", [("paper", 1024), ("fit", 1024), ("fit", 2048)])
+def test_the_opening_is_counted_in_the_prompt_tokens(protocol, max_length, tmp_path):
+    """fit at 2,048: some heads fit alone and only their answers push them over (cut after measuring)."""
     pytest.importorskip("lm_eval")
     from longrm_tasks.adapters.lm_eval_tasks import load_dataset
 
     tokenizer = build_tokenizer()
     tokenizer.save_pretrained(tmp_path / "tok")
-    meta = {"tokenizer": str(tmp_path / "tok"), "data_dir": "sample", "max_length": 1024, "protocol": protocol,
+    meta = {"tokenizer": str(tmp_path / "tok"), "data_dir": "sample", "max_length": max_length, "protocol": protocol,
             "longrm_judge": "loglikelihood", "longrm_configs": "Code"}
     with legacy_design():
         old = load_dataset(**meta)["test"]
@@ -306,6 +307,10 @@ def test_the_opening_is_counted_in_the_prompt_tokens(protocol, tmp_path):
         assert v2["prompt_tokens"] == v1["prompt_tokens"] + 1  # "[[" is one token after the chat template's tail
         if protocol == "paper" or not v2["truncated_tokens"]:
             assert v2["prompt_tokens"] == len(_encode(tokenizer, v2["prompt"]))
+        if protocol == "fit":  # prompt + opening + letter fit the model: lm-eval never cuts the request
+            assert len(_encode(tokenizer, v2["prompt"] + "A")) <= max_length
+    if max_length == 2048:
+        assert sum(bool(d["truncated_tokens"]) for d in new) == 1
 
 
 def test_a_tokenizer_that_merges_gets_version_one_requests_through_lm_eval(tmp_path, caplog):
