@@ -136,7 +136,7 @@ def test_a_causal_lm_checkpoint_is_refused_naming_the_judge_groups(tmp_path, arc
     message = str(err.value)
     assert len(message.splitlines()) == 1
     # under plain lm_eval the exception then runs through lm-eval's frames: the line comes first
-    assert capsys.readouterr().err.splitlines()[-1] == f"hf-rm: {message}"
+    assert capsys.readouterr().err.splitlines()[-1] == f"hf-rm: error: {message}"
     assert "causal language model" in message and "long_rewardbench_ll" in message and "long_rewardbench " in message
     assert str(path) in message
 

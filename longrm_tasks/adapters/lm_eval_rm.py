@@ -49,9 +49,9 @@ from typing import Any
 
 from lm_eval.api.model import LM
 
-from longrm_tasks.adapters.rm_requests import decode_rm_context
-from longrm_tasks.errors import InputError, closest_name
+from longrm_tasks.errors import InputError, announced, closest_name
 from longrm_tasks.rm.formatting import ScoringItem
+from longrm_tasks.rm.requests import decode_rm_context
 
 RM_GROUP = "long_rewardbench_rm"
 WRONG_TASK = (f"{{model}} is a scalar reward model: it scores the chats of the {RM_GROUP} tasks (e.g. "
@@ -61,14 +61,11 @@ WRONG_TASK = (f"{{model}} is a scalar reward model: it scores the chats of the {
 
 def say_input_errors(method):
     """Under plain ``lm_eval`` an `InputError` propagates through lm-eval's frames as a long traceback:
-    print it as one line on stderr first (as the task loader does), then let it propagate."""
+    `errors.announced` prints it as one line on stderr first (once), then lets it propagate."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        try:
+        with announced(self.MODEL_NAME):
             return method(self, *args, **kwargs)
-        except InputError as err:
-            print(f"{self.MODEL_NAME}: {err}", file=sys.stderr)
-            raise
 
     return wrapper
 
