@@ -20,7 +20,10 @@ from __future__ import annotations
 import functools
 import importlib.util
 import inspect
+import sys
 from pathlib import Path
+
+from longrm_tasks import compat
 
 # `--model` name -> "module:Class"; pyproject.toml's `lm_eval.models` entry points say the same.
 MODEL_TARGETS = {
