@@ -165,6 +165,11 @@ def guarded(command: str, fn: Callable[[], int | None]) -> int:
             if not str(err):
                 line = "interrupted (Ctrl-C)"
         elif isinstance(err, InputError):
+            if getattr(err, "announced", False):
+                # Already printed as one line by `errors.announced` (a model or task inside `longrm eval`'s
+                # lm-eval run): saying it again would only repeat it.
+                _flush_quietly(sys.stdout)
+                return EXIT_INPUT
             line, code = f"error: {err}", EXIT_INPUT
         elif isinstance(err, BrokenPipeError):  # `longrm ... | head`: the reader left; nothing to say
             _silence_stdout()
