@@ -82,8 +82,9 @@ class Internal:
 # `Registry` object `model_registry`); TRL added trl.kernels.ChunkedLogProbFunction and
 # trl.data_utils.common_prefix_length in 1.15 (trl.kernels itself appeared in 1.14 without
 # the chunked kernel); maybe_gather_lm_head_ctx in 1.10. transformers' DynamicLayer gained
-# `is_initialized` in 4.57 and `lazy_initialization(keys, values)` in 5.0. The CPU flash op's
-# range is the torch we have run (it is optional).
+# `is_initialized` in 4.57 and `lazy_initialization(keys, values)` in 5.0; the range starts at
+# 5.23, the floor the suite runs on (the trainer needs 5.23's `activation_checkpointing`). The
+# CPU flash op's range is the torch we have run (it is optional).
 INTERNALS: dict[str, Internal] = {
     "lm_eval_task_manager": Internal(
         "lm-eval's TaskManager.__init__(include_path=...) in lm_eval/tasks/manager.py",
@@ -105,11 +106,11 @@ INTERNALS: dict[str, Internal] = {
         "TRL's trl.data_utils.common_prefix_length", "trl", "1.15", "2", "longrm_tasks.train.long_inputs"),
     "transformers_cache_layers": Internal(
         "transformers' cache layers (cache_utils.Cache(layers=...), DynamicLayer.lazy_initialization/"
-        "is_initialized/keys/values)", "transformers", "5.0", "6", "longrm_tasks.rm.prefix_scorer"),
+        "is_initialized/keys/values)", "transformers", "5.23", "6", "longrm_tasks.rm.prefix_scorer"),
     "transformers_sdpa_internals": Internal(
         "transformers' SDPA helpers (integrations.sdpa_attention.repeat_kv/sdpa_attention_forward, "
         "masking_utils.sdpa_mask/ALL_MASK_ATTENTION_FUNCTIONS/AttentionMaskInterface)",
-        "transformers", "5.0", "6", "longrm_tasks.rm.prefix_attention, longrm_tasks.train.shared_context"),
+        "transformers", "5.23", "6", "longrm_tasks.rm.prefix_attention, longrm_tasks.train.shared_context"),
     "torch_cpu_flash_attention": Internal(
         "PyTorch's private op aten._scaled_dot_product_flash_attention_for_cpu (returns output, logsumexp)",
         "torch", "2.13", "3", "longrm_tasks.rm.prefix_attention"),
@@ -161,7 +162,11 @@ def trl_forward_redirection():
 
 
 def trl_chunked_logprob_function():
-    """TRL's ``ChunkedLogProbFunction`` (autograd function; Triton kernel on CUDA)."""
+    """TRL's ``ChunkedLogProbFunction`` (autograd function; Triton kernel on CUDA).
+
+    For CUDA only: TRL 1.15's module imports ``triton`` at import time (CUDA builds of torch
+    bring it), 1.16 only when it is available.
+    """
     check("trl_chunked_logprob")
     return importlib.import_module("trl.kernels").ChunkedLogProbFunction
 
