@@ -160,3 +160,25 @@ def test_trainer_falls_back_to_unshared_in_one_line(tmp_path, caplog):
     assert trainer.args.share_context is False
     assert model.config._attn_implementation == "sdpa"
     assert sum("shared context off" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_runner_preflight_turns_sharing_off_before_the_first_stage(tmp_path, caplog):
+    """Through the runner: the check runs for the alignment stage before Stage I starts (no training here)."""
+    import transformers
+
+    from longrm_tasks.train.recipe import Recipe, Stage
+    from longrm_tasks.train.runner import preflight
+
+    config = transformers.Llama4TextConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                           num_attention_heads=4, num_key_value_heads=2, head_dim=8)
+    config.save_pretrained(tmp_path / "m")  # chunked attention layers: not shareable
+    data = tmp_path / "d.jsonl"
+    data.write_text("{}\n")
+    stages = [Stage(name="sft", kind="sft", data=data), Stage(name="align", kind="alignment", data=data)]
+    recipe = Recipe(path=tmp_path / "r.yaml", name="r", base_model=str(tmp_path / "m"), output_dir=tmp_path / "out",
+                    stages=stages)
+    with caplog.at_level("WARNING"):
+        preflight(recipe, stages)
+    assert stages[1].args["share_context"] is False and "share_context" not in stages[0].args
+    (line,) = [r.getMessage() for r in caplog.records if "shared context off" in r.getMessage()]
+    assert "'align'" in line and "chunked_attention" in line
