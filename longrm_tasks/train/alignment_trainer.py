@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, Trainer
-from trl.models.utils import _ForwardRedirection
-from trl.trainer.utils import disable_dropout_in_model
+from longrm_tasks.compat import trl_disable_dropout_in_model, trl_forward_redirection
+
 
 from .alignment_config import AlignmentConfig
 from .alignment_losses import multi_reject_loss
@@ -79,7 +79,7 @@ class AlignmentTrainer(Trainer):
                 model.enable_input_require_grads()
             model = get_peft_model(model, peft_config)
         if args.disable_dropout:
-            disable_dropout_in_model(model)
+            trl_disable_dropout_in_model()(model)
         reason = shared_context_support(model.config) if args.share_context else None
         if reason:  # the runner says so before Stage I; a direct user of the trainer hears it here
             logger.warning(unshared_notice("alignment", reason))
@@ -112,7 +112,7 @@ class AlignmentTrainer(Trainer):
         # DDP, FSDP and ZeRO-3 hooks fire in the wrapper's forward (with FSDP2 the model is its own
         # wrapper: fully_shard hooks the root module), and the backbone is called below it: route our
         # computation through that forward so parameters are gathered and gradients reduced.
-        return _ForwardRedirection()(model, unwrapped, run)
+        return trl_forward_redirection()()(model, unwrapped, run)
 
     def _batch_loss(self, model, inputs, train_eval: str):
         v = self.args.num_rejected

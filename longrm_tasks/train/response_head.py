@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import torch
 from torch.distributed.tensor import DTensor
-from trl.trainer.utils import maybe_gather_lm_head_ctx
+
+from longrm_tasks.compat import trl_chunked_logprob_function, trl_maybe_gather_lm_head_ctx
+
+maybe_gather_lm_head_ctx = trl_maybe_gather_lm_head_ctx()
 
 
 class _BlockLogProb(torch.autograd.Function):
@@ -79,10 +82,9 @@ def target_logps(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
                  vocab_chunk_size: int = 16_384) -> torch.Tensor:
     """Per-row ``log p(targets)`` (fp32) of the LM head ``weight``/``bias`` over ``hidden`` (N x H)."""
     if hidden.device.type == "cuda":
-        from trl.kernels import ChunkedLogProbFunction
-
-        pieces = [ChunkedLogProbFunction.apply(hidden[s:s + block_rows], weight, bias, targets[s:s + block_rows],
-                                               1.0, vocab_chunk_size, softcap, scale, ())[0]
+        chunked = trl_chunked_logprob_function()
+        pieces = [chunked.apply(hidden[s:s + block_rows], weight, bias, targets[s:s + block_rows],
+                                1.0, vocab_chunk_size, softcap, scale, ())[0]
                   for s in range(0, hidden.shape[0], block_rows)]
     else:
         pieces = [_BlockLogProb.apply(hidden[s:s + block_rows], weight, bias, targets[s:s + block_rows],

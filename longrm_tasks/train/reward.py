@@ -61,9 +61,9 @@ def tokenize_pair(pair, tokenizer, max_length: int | None, stats: FitStats) -> d
     """``{"chosen_ids", "rejected_ids"[, "margin"]}`` for one pair, fitted to ``max_length``."""
     chosen, rejected = encode(tokenizer, pair.prompt, [pair.chosen, pair.rejected], rendering="conversation")
     responses = [chosen.ids[chosen.prompt_len:], rejected.ids[rejected.prompt_len:]]
-    for response, field in zip(responses, ("chosen", "rejected")):
+    for response, name in zip(responses, ("chosen", "rejected")):
         if not response:
-            raise pair.where.error("tokenises to nothing after the prompt", field)
+            raise pair.where.error("tokenises to nothing after the prompt", name)
     stats.examples += 1
     stats.longest_input = max(stats.longest_input, len(chosen.ids), len(rejected.ids))
     prompt = chosen.ids[:chosen.prompt_len]
@@ -191,7 +191,8 @@ def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor, group_sizes
 @functools.cache
 def _reward_trainer_class():
     from trl import RewardTrainer
-    from trl.models.utils import _ForwardRedirection
+
+    from longrm_tasks.compat import trl_forward_redirection
 
     class RewardStageTrainer(RewardTrainer):
         """`RewardTrainer` with the score head at the pooled token only and ``rejected_aggregation``."""
@@ -204,7 +205,7 @@ def _reward_trainer_class():
                 with self.accelerator.autocast():  # bypassing model.forward bypasses accelerate's autocast
                     return pooled_rewards(unwrapped, inputs["input_ids"], inputs["attention_mask"])
 
-            rewards = _ForwardRedirection()(model, unwrapped, run).float()
+            rewards = trl_forward_redirection()()(model, unwrapped, run).float()
             groups = inputs["group_sizes"]
             chosen, rejected = rewards[:len(groups)], rewards[len(groups):]
             aggregation = getattr(self.args, "rejected_aggregation", "pairwise")

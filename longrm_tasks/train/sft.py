@@ -55,7 +55,8 @@ def tokenize_sft_file(path, tokenizer, max_length: int | None) -> tuple[list[dic
 @functools.cache
 def _sft_trainer_class():
     from trl import SFTTrainer
-    from trl.models.utils import _ForwardRedirection
+
+    from longrm_tasks.compat import trl_forward_redirection
 
     from longrm_tasks.train.response_head import causal_lm, lm_head_logps
 
@@ -83,7 +84,7 @@ def _sft_trainer_class():
                     return lm_head_logps(unwrapped, hidden[:, :-1][trained], labels[trained], self.logit_block_rows)
 
             # DDP/FSDP/ZeRO-3 hooks live in the wrapper's forward: route the computation through it
-            logps = _ForwardRedirection()(model, unwrapped, run)
+            logps = trl_forward_redirection()()(model, unwrapped, run)
             count = trained.sum() if num_items_in_batch is None else num_items_in_batch
             loss = -logps.sum() / torch.as_tensor(count).clamp(min=1)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:

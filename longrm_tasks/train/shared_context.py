@@ -49,18 +49,20 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from longrm_tasks.compat import transformers_mask_functions, transformers_sdpa_helpers
 from longrm_tasks.train.response_head import causal_lm as _causal_lm
 from longrm_tasks.train.response_head import lm_head_logps as _response_logps
+
+repeat_kv, sdpa_attention_forward = transformers_sdpa_helpers()
+ALL_MASK_ATTENTION_FUNCTIONS, _, AttentionMaskInterface = transformers_mask_functions()
 
 # Distinct from the RM scorer's "longrm_shared_prefix_sdpa" (rm/prefix_attention.py), and compared exactly:
 # a model switched to one path's attention is refused by the other.
