@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ from longrm_tasks.adapters.rm_requests import encode_rm_context  # noqa: E402
 from longrm_tasks.errors import InputError  # noqa: E402
 from longrm_tasks.testing import save_tiny_model  # noqa: E402
 
+TASK_YAMLS = Path(__file__).resolve().parents[1] / "task_yamls"
 CONTEXT = "A long document about foxes and dogs. " * 40
 ITEMS = {
     "LongQA/1": ([{"role": "user", "content": CONTEXT + "Which animal jumps?"}],
@@ -215,3 +217,108 @@ def test_models_are_registered_from_one_table_matching_the_entry_points():
     for name in MODEL_TARGETS:
         assert name in lm_eval.api.registry.model_registry
     assert get_model("hf-rm") is HFRewardModel
+
+
+# -- the task's protocol decides the over-long rule (rm.requests `protocol`) -----------------------
+
+def _protocol_requests(protocol):
+    per_item = [[(encode_rm_context(messages, key, protocol), c) for c in candidates]
+                for key, (messages, candidates) in ITEMS.items()]
+    return [Instance("loglikelihood", doc={}, arguments=args, idx=i)
+            for i, args in enumerate(per_item[0] + per_item[1])]
+
+
+def test_paper_protocol_cuts_a_candidate_over_131072_tokens_like_the_reference(rm_path):
+    """The reference (Long-RM ``LongRewardBenchDisRMPreprocess``): prompt + assistant turn through the chat
+    template, >= 131,072 tokens keep ids[:65536] + ids[5 - 65536:]. What hf-rm hands its scorer is checked
+    (running a 131K-token forward on CPU takes minutes)."""
+    from longrm_tasks.fitting import paper_span
+    from longrm_tasks.rm.formatting import chat_token_ids, common_prefix_length
+    from longrm_tasks.truncation import PAPER_HEAD, PAPER_TAIL
+
+    context = "HEAD-MARK " + " ".join(f"word{i}" for i in range(15_000)) + " Question: what?"
+    messages = [{"role": "user", "content": context}]
+    answers = ["Yes, 42.", "No, it is 41 according to the text."]
+    lm = HFRewardModel(pretrained=str(rm_path), device="cpu", max_length=200_000, progress=False)
+    full = [chat_token_ids(lm.scorer.tokenizer, messages + [{"role": "assistant", "content": a}]) for a in answers]
+    assert 131_072 <= min(map(len, full)) and max(map(len, full)) < 200_000
+
+    [paper], _ = group_requests([(encode_rm_context(messages, "LongQA/9", "paper"), a) for a in answers])
+    cut = lm.scorer.format(paper)
+    assert cut.input_ids == [ids[:PAPER_HEAD] + ids[-PAPER_TAIL:] for ids in full]
+    assert cut.input_ids == [paper_span(len(ids)).apply(ids) for ids in full]  # the fitting module's rule
+    assert cut.dropped_tokens == max(map(len, full)) - PAPER_HEAD - PAPER_TAIL and not cut.skipped
+    # Cut one by one, the candidates still share the 65,536-token head: the shared-prefix scorer encodes
+    # that once and each candidate's own tail in full (nothing to fall back to).
+    assert common_prefix_length(cut.input_ids) >= PAPER_HEAD
+
+    # fit (and requests of earlier versions): the model arg's policy; here the item fits whole.
+    for protocol in ("fit", None):
+        [item], _ = group_requests([(encode_rm_context(messages, "LongQA/9", protocol), a) for a in answers])
+        assert lm.scorer.format(item).input_ids == full
+
+
+def test_paper_item_beyond_max_length_is_scored_wrong_and_counted(rm_path, capsys):
+    lm = HFRewardModel(pretrained=str(rm_path), device="cpu", max_length=64, progress=False)
+    scores = [s for s, _ in lm.loglikelihood(_protocol_requests("paper"))]
+    long_item, short_item = scores[:3], scores[3:]
+    assert long_item == [float("-inf")] * 3  # rm.requests.OVERLONG_SCORE: never cut to fit, never scored
+    assert all(math.isfinite(s) for s in short_item)
+    err = capsys.readouterr().err
+    assert "over-long 1 items (scored wrong)" in err and "skipped 0 items" in err and "truncated 0 items" in err
+
+    # fit: today's behaviour (truncation=middle): the middle of the context is dropped, every answer kept.
+    lm = HFRewardModel(pretrained=str(rm_path), device="cpu", max_length=128, progress=False)
+    assert all(math.isfinite(s) for s, _ in lm.loglikelihood(_protocol_requests("fit")))
+    err = capsys.readouterr().err
+    assert "truncated 1 items" in err and "over-long 0 items" in err
+
+
+def test_a_truncation_arg_yields_to_the_paper_protocol_said_once(rm_path, capsys):
+    lm = HFRewardModel(pretrained=str(rm_path), device="cpu", max_length=64, truncation="middle", progress=False)
+    first = [s for s, _ in lm.loglikelihood(_protocol_requests("paper"))]
+    lm.loglikelihood(_protocol_requests("paper"))
+    err = capsys.readouterr().err
+    assert first[:3] == [float("-inf")] * 3  # not middle-cut: the paper protocol decides
+    assert err.count("truncation=middle does not apply: the task's protocol is 'paper'") == 1
+    # under fit the same argument applies: the long item is cut to fit, not refused
+    assert all(math.isfinite(s) for s, _ in lm.loglikelihood(_protocol_requests("fit"))[:3])
+
+
+def test_overlong_reaches_the_metrics_through_lm_eval(tmp_path):
+    """The task measured the prompts against a larger context than hf-rm has (e.g. --metadata max_length
+    above the model's): hf-rm finds the over-long items itself; they score 0 and land in extra/overlong."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from longrm_tasks.rm.formatting import format_item
+
+    register_models(lm_eval.api.registry)
+    path = save_tiny_model(tmp_path / "rm", kind="seq-cls", arch="llama", hidden=16, layers=1, max_positions=4096)
+    meta = {"pretrained": str(path), "data_dir": "sample", "max_length": 1 << 20}  # task: everything fits
+    res = simple_evaluate(model="hf-rm", model_args={"pretrained": str(path), "max_length": 1000, "progress": False},
+                          tasks=["long_rewardbench_rm_code"], device="cpu", log_samples=True,
+                          task_manager=TaskManager(include_path=str(TASK_YAMLS), include_defaults=False, metadata=meta))
+    samples = res["samples"]["long_rewardbench_rm_code"]
+    tok = AutoTokenizer.from_pretrained(path)
+    beyond = set()
+    for s in samples:
+        doc = s["doc"]
+        assert not doc["overlong"]  # the task did not see it: hf-rm did
+        formatted = format_item(tok, {"prompt_template": json_messages(doc["prompt"]), "candidates": doc["choices"]},
+                                max_length=1000, truncation="paper")
+        if formatted.overlong:
+            beyond.add(doc["key"])
+            assert s["AVG"]["overlong"] and s["AVG"]["predicted"] is None
+        else:
+            assert not s["AVG"]["overlong"] and s["AVG"]["predicted"] is not None
+    assert beyond and len(beyond) < len(samples)
+    metrics = res["results"]["long_rewardbench_rm_code"]
+    assert metrics["extra/overlong,none"] == len(beyond)
+    assert metrics["extra/unparsed_rate,none"] == 0  # over-long is not "unparsed"
+
+
+def json_messages(context: str) -> list[dict]:
+    from longrm_tasks.rm.requests import decode_rm_context
+
+    return decode_rm_context(context)["messages"]

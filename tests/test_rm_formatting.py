@@ -75,3 +75,22 @@ def test_bad_items_name_the_record(tokenizer):
 def test_common_prefix_length():
     assert common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
     assert common_prefix_length([[1, 2]]) == 2 and common_prefix_length([]) == 0
+
+
+def test_the_items_protocol_decides_before_the_scorers_policy(tokenizer):
+    """A paper item gets the paper rule whatever the scorer's policy; beyond max_length it is over-long
+    (scored wrong by the task), not skipped by policy. fit / no protocol: the scorer's policy."""
+    it = item()
+    n = max(format_item(tokenizer, it).original_lengths)
+    paper = ScoringItem(it.prompt_template, it.candidates, it.id, protocol="paper")
+    for policy in ("middle", "skip", "paper"):
+        out = format_item(tokenizer, paper, max_length=n - 10, truncation=policy)
+        assert out.skipped and out.overlong and "after the paper rule" in out.skip_reason
+    fit = ScoringItem(it.prompt_template, it.candidates, it.id, protocol="fit")
+    out = format_item(tokenizer, fit, max_length=n - 10, truncation="middle")
+    assert not out.skipped and not out.overlong and out.dropped_tokens == 10
+    skipped = format_item(tokenizer, {"prompt_template": it.prompt_template, "candidates": it.candidates,
+                                      "protocol": "fit"}, max_length=n - 10, truncation="skip")
+    assert skipped.skipped and not skipped.overlong
+    as_mapping = {"prompt_template": it.prompt_template, "candidates": it.candidates, "protocol": "paper"}
+    assert format_item(tokenizer, as_mapping, max_length=n - 10, truncation="middle").overlong

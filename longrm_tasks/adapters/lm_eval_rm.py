@@ -7,8 +7,17 @@ requests carry the item's chat messages as JSON in ``context`` (see
 ``continuation``. Here every request of one item is collected, the item is
 scored by `longrm_tasks.rm.prefix_scorer.RewardScorer` (which encodes the
 shared context once), and each request gets ``(reward, False)`` back.
-Candidates of an item that could not be scored (too long under
-``truncation=skip``) get ``nan``: the task counts them as skipped.
+
+Over-long items follow the protocol the request carries (``--metadata
+protocol``, see `longrm_tasks.rm.requests`): ``paper`` (the default) is the
+reference evaluator's — each candidate rendered as prompt + assistant turn, a
+sequence of >= 131,072 tokens keeps its first 65,536 and last 65,531 tokens —
+and an item still beyond the model's context (``max_length``, else the model's
+positional limit) is not scored: its candidates get ``-inf``
+(`rm.requests.OVERLONG_SCORE`) and the task scores it wrong and counts it in
+``extra/overlong``. ``fit`` uses the ``truncation`` model argument (``middle``
+by default); candidates of an item it could not score (too long under
+``truncation=skip``) get ``nan``.
 
 Scale-out follows lm-eval's own ``hf`` model:
 
@@ -51,7 +60,7 @@ from lm_eval.api.model import LM
 
 from longrm_tasks.errors import InputError, announced, closest_name
 from longrm_tasks.rm.formatting import ScoringItem
-from longrm_tasks.rm.requests import decode_rm_context
+from longrm_tasks.rm.requests import OVERLONG_SCORE, decode_rm_context
 
 RM_GROUP = "long_rewardbench_rm"
 WRONG_TASK = (f"{{model}} is a scalar reward model: it scores the chats of the {RM_GROUP} tasks (e.g. "
@@ -93,6 +102,8 @@ class RewardModelLM(LM):
     def __init__(self):
         super().__init__()
         self.item_scores = []  # every ItemScore of this run, for the token accounting
+        self.overlong_items = 0  # paper items beyond the model's context (scored wrong by the task)
+        self._explicit_truncation: str | None = None  # a `truncation` model arg the paper protocol overrides
         self._group = None
         self._device = "cpu"  # where the evaluator puts its rank-count tensor; subclasses set their own
 
@@ -114,16 +125,31 @@ class RewardModelLM(LM):
     @say_input_errors
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         items, slots = group_requests([req.args for req in requests], self.MODEL_NAME)
+        self._say_protocol_wins(items)
         results = self.scorer.score(items)
         self.item_scores += results
+        overlong = [item.protocol == "paper" and result.skipped for item, result in zip(items, results)]
+        self.overlong_items += sum(overlong)
         out: list[tuple[float, bool]] = []
         for request, (item_index, candidate_index) in zip(requests, slots):
             result = results[item_index]
-            answer = (math.nan if result.skipped else result.scores[candidate_index], False)
+            if result.skipped:
+                answer = (OVERLONG_SCORE if overlong[item_index] else math.nan, False)
+            else:
+                answer = (result.scores[candidate_index], False)
             self.cache_hook.add_partial("loglikelihood", request.args, answer)
             out.append(answer)
-        print_token_summary(self.item_scores, self._summary_name())
+        print_token_summary(self.item_scores, self._summary_name(), overlong=self.overlong_items)
         return out
+
+    def _say_protocol_wins(self, items: Sequence[ScoringItem]) -> None:
+        """One line when a ``truncation`` model arg meets paper-protocol requests: the protocol decides."""
+        given = self._explicit_truncation
+        if given and given != "paper" and any(item.protocol == "paper" for item in items):
+            print(f"{self.MODEL_NAME}: truncation={given} does not apply: the task's protocol is 'paper' (the "
+                  f"reference's 131,072-token rule, items beyond max_length scored wrong); pass --metadata "
+                  f"protocol=fit to use it", file=sys.stderr)
+            self._explicit_truncation = None  # said once
 
     @say_input_errors
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
@@ -196,8 +222,10 @@ class HFRewardModel(RewardModelLM):
     Model args: ``pretrained`` (path or hub id), ``tokenizer`` (defaults to
     ``pretrained``), ``dtype`` (``auto``: bf16 on GPU, fp32 on CPU),
     ``device``, ``batch_size`` (candidates per forward pass), ``max_length``
-    (default: the model's positional limit), ``truncation`` (``middle`` keeps
-    the head and tail of the context and every answer; ``paper``; ``skip``),
+    (default: the model's positional limit), ``truncation`` for ``fit``-protocol
+    requests (``middle``, the default, keeps the head and tail of the context
+    and every answer; ``paper``; ``skip``; ``paper`` requests always get the
+    paper rule),
     ``share_prefix`` (encode an item's shared context once; ``false`` = one full
     forward per candidate, the reference behaviour), ``prefill_chunk_size``,
     ``parallelize`` / ``device_map`` / ``max_memory_per_gpu`` /
@@ -210,7 +238,7 @@ class HFRewardModel(RewardModelLM):
     @say_input_errors
     def __init__(self, pretrained: str, tokenizer: str | None = None, dtype: str | None = "auto",
                  device: str | None = None, batch_size: int | str | None = 4, max_length: int | None = None,
-                 truncation: str = "middle", share_prefix: bool = True, prefill_chunk_size: int | None = None,
+                 truncation: str | None = None, share_prefix: bool = True, prefill_chunk_size: int | None = None,
                  max_batch_size: int | None = None, progress: bool = True, parallelize: bool = False,
                  device_map: str | None = None, max_memory_per_gpu: int | str | None = None,
                  max_cpu_memory: int | str | None = None, offload_folder: str | None = "./offload",
@@ -238,8 +266,9 @@ class HFRewardModel(RewardModelLM):
             pretrained, dtype=dtype, device=device, tokenizer=tokenizer, max_length=max_length,
             share_prefix=_flag(share_prefix), batch_size=_batch_size(batch_size, max_batch_size),
             # one progress bar per run, not one per rank
-            prefill_chunk_size=prefill_chunk_size, truncation=truncation, progress=_flag(progress) and self.rank == 0,
-            trust_remote_code=_flag(trust_remote_code), **parallel)
+            prefill_chunk_size=prefill_chunk_size, truncation=truncation or "middle",
+            progress=_flag(progress) and self.rank == 0, trust_remote_code=_flag(trust_remote_code), **parallel)
+        self._explicit_truncation = truncation
         self._device = self.scorer.device
         self.pretrained = pretrained
 
@@ -292,12 +321,17 @@ def group_requests(args: Sequence[tuple[str, str]], model: str = "hf-rm") \
             candidates.append([])
         candidates[index].append(continuation)
         slots.append((index, len(candidates[index]) - 1))
-    items = [ScoringItem(d["messages"], c, d["item"] or None) for d, c in zip(decoded_items, candidates)]
+    items = [ScoringItem(d["messages"], c, d["item"] or None, d["protocol"])
+             for d, c in zip(decoded_items, candidates)]
     return items, slots
 
 
-def print_token_summary(results, name: str = "hf-rm") -> None:
-    """One line on stderr per process: what its share of the run cost and what over-long handling did."""
+def print_token_summary(results, name: str = "hf-rm", overlong: int = 0) -> None:
+    """One line on stderr per process: what its share of the run cost and what over-long handling did.
+
+    ``overlong``: how many of the unscored items were paper items beyond the model's context (scored wrong);
+    the rest were skipped by the ``fit`` policy.
+    """
     from longrm_tasks.rm.prefix_scorer import token_summary
 
     s = token_summary(results)
@@ -305,7 +339,8 @@ def print_token_summary(results, name: str = "hf-rm") -> None:
     print(f"{name}: {s['items']} items scored; tokens processed / unique = {s['tokens_ratio']:.3f} "
           f"({s['tokens_processed']} / {s['unique_tokens']}, {s['padding_tokens']} padding); "
           f"truncated {s['truncated']} items ({s['dropped_tokens']} tokens dropped); "
-          f"skipped {s['skipped']} items{passes}", file=sys.stderr)
+          f"skipped {s['skipped'] - overlong} items; over-long {overlong} items (scored wrong){passes}",
+          file=sys.stderr)
 
 
 def _data_parallel_accelerator(device: str, torch):

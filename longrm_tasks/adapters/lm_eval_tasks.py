@@ -35,7 +35,7 @@ from lm_eval.api.task import ConfigurableTask
 from longrm_tasks.adapters.lm_eval_metrics import METRICS
 from longrm_tasks.adapters.lm_eval_options import TaskOptions, parse_options
 from longrm_tasks.adapters.lm_eval_plugin import TASK_DIR as task_dir  # noqa: F401  (entry point target)
-from longrm_tasks.rm.requests import encode_rm_context
+from longrm_tasks.rm.requests import OVERLONG_SCORE, encode_rm_context
 from longrm_tasks.errors import InputError
 from longrm_tasks.fitting import FitStats, generation_room
 from longrm_tasks.loglikelihood_requests import opening_for
@@ -247,7 +247,10 @@ def process_results(doc: dict, results: list, *, gen_tokens: int | None = None,
         predicted = parse_judgment(text, doc["kind"], doc["n"], doc["parser"])
         short = gen_tokens is not None and _room(doc, gen_tokens, prompt_tokens).status != "ok"
     else:
-        predicted = scores_to_ranks([r[0] if isinstance(r, (tuple, list)) else r for r in results])
+        scores = [r[0] if isinstance(r, (tuple, list)) else r for r in results]
+        predicted = scores_to_ranks(scores)
+        if doc["judge"] == "reward" and scores and all(s == OVERLONG_SCORE for s in scores):
+            doc = {**doc, "overlong": True}  # the reward model could not hold it (paper): wrong, counted
     rec = record(doc, predicted, short_budget=short, thinking=thinking)
     return {m.name: rec for m in METRICS}
 

@@ -11,9 +11,23 @@ sees exactly the same tokens:
   candidates keep their common prefix, which is what shared-prefix scoring
   needs (cutting each candidate separately would misalign their tails).
 - ``paper``: the reference evaluator's fixed rule (>= 131,072 tokens: first
-  65,536 + last 65,531), applied to each candidate as the reference does.
-  Sequences still longer than ``max_length`` are skipped.
+  65,536 + last 65,531; `fitting.paper_span`), applied to each candidate as
+  the reference does (LCM-Lab/Long-RM ``LongRewardBenchDisRMPreprocess``). An
+  item with a sequence still longer than ``max_length`` cannot be held by the
+  model: it is not scored and is marked ``overlong`` (the task scores it wrong).
 - ``skip``: items with a candidate longer than ``max_length`` are skipped.
+
+The request's protocol decides first (`truncation_for`): an item of the
+``paper`` protocol always gets the ``paper`` rule, whatever the scorer's own
+policy, so a result labelled ``paper`` is the reference's tokens; ``fit`` (or a
+request that names no protocol) uses the scorer's policy.
+
+Paper cuts and shared-prefix scoring: each candidate is cut on its own, so
+past the first 65,536 tokens the candidates' tails start at different points of
+the context and no longer line up. Nothing needs to fall back: the scorers
+share exactly the longest common prefix of the ids they get (here the 65,536
+head tokens, which every candidate takes from the same context) and run each
+candidate's rest in full, which is what one forward per candidate computes.
 
 Nothing is cut or skipped silently: every `FormattedItem` says how many
 tokens were dropped or why it was skipped.
@@ -37,6 +51,7 @@ class ScoringItem:
     prompt_template: list[dict[str, str]]
     candidates: list[str]
     id: str | None = None
+    protocol: str | None = None  # the task's protocol (`rm.requests`); None: the scorer's own policy
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,7 @@ class FormattedItem:
     skip_reason: str | None = None
     id: str | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    overlong: bool = False  # paper: beyond the model's context after the paper rule (scored wrong, not skipped)
 
     @property
     def skipped(self) -> bool:
@@ -64,8 +80,9 @@ def as_scoring_item(obj: ScoringItem | Mapping[str, Any]) -> ScoringItem:
         for key in ("prompt_template", "candidates"):
             if key not in obj:
                 raise InputError(f"missing (got keys {sorted(obj)})", line=item_id, field=key)
+        protocol = obj.get("protocol")
         item = ScoringItem(list(obj["prompt_template"]), list(obj["candidates"]),
-                           None if item_id is None else str(item_id))
+                           None if item_id is None else str(item_id), protocol if isinstance(protocol, str) else None)
     else:
         raise TypeError(f"expected a ScoringItem or a mapping, got {type(obj).__name__}")
     if not item.candidates:
@@ -99,12 +116,21 @@ def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     return shortest
 
 
+def truncation_for(protocol: str | None, configured: str) -> str:
+    """The over-long rule for an item of ``protocol``: ``paper`` items get the paper rule, others ``configured``."""
+    return "paper" if protocol == "paper" else configured
+
+
 def format_item(tokenizer, item: ScoringItem | Mapping[str, Any], *, max_length: int | None = None,
                 truncation: str = "middle") -> FormattedItem:
-    """Chat-format every candidate of ``item`` and fit it to ``max_length`` by ``truncation``."""
+    """Chat-format every candidate of ``item`` and fit it to ``max_length`` by ``truncation``.
+
+    ``truncation`` is the scorer's policy; an item of the ``paper`` protocol gets the paper rule instead.
+    """
     if truncation not in TRUNCATION_POLICIES:
         raise ValueError(f"unknown truncation {truncation!r} (choose from {', '.join(TRUNCATION_POLICIES)})")
     item = as_scoring_item(item)
+    truncation = truncation_for(item.protocol, truncation)
     full = [chat_token_ids(tokenizer, item.prompt_template + [{"role": "assistant", "content": c}])
             for c in item.candidates]
     lengths = [len(ids) for ids in full]
@@ -115,7 +141,7 @@ def format_item(tokenizer, item: ScoringItem | Mapping[str, Any], *, max_length:
         dropped = max(span.dropped for span in spans)
         if max_length is not None and max(map(len, full)) > max_length:
             return FormattedItem([], lengths, dropped, _too_long(full, max_length, "after the paper rule"),
-                                 item.id)
+                                 item.id, overlong=True)
         return FormattedItem(full, lengths, dropped, id=item.id)
 
     if max_length is None or max(lengths) <= max_length:

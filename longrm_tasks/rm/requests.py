@@ -15,6 +15,11 @@ An optional ``protocol`` (``paper`` | ``fit``) tells the scorer which
 over-long rule the task measured with (`longrm_tasks.fitting`): ``paper`` =
 the reference's 131,072-token head/tail rule per candidate, ``fit`` = one middle
 span of the context dropped; absent in requests of earlier versions.
+
+Answers: an item the scorer could not score gets ``nan`` for every candidate
+(skipped by policy), except a ``paper`` item beyond the model's context, which
+gets `OVERLONG_SCORE` (``-inf``): the task scores it wrong and counts it as
+over-long, as the generative path does.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from typing import Any
 
 MARKER = "longrm_rm"
 VERSION = 1
+OVERLONG_SCORE = float("-inf")  # every candidate of a paper item the reward model cannot hold
 
 
 def encode_rm_context(messages: list[dict[str, str]], item_key: str, protocol: str | None = None) -> str:
