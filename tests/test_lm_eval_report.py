@@ -74,6 +74,7 @@ def test_report_recomputes_lm_eval_numbers_and_agrees_with_longrm_score(ll_run, 
     for key in ("items", "presentations", "unparsed", "truncated", "truncated_tokens", "skipped", "counts",
                 "both_orders"):
         assert rescored["extra"][key] == pytest.approx(run.metrics["extra"][key], abs=1e-12)
+    assert rescored["provenance"]["protocol"] == "fit"  # the run's protocol, carried by every exported row
 
     # Per item: what lm-eval's process_results decided is what `longrm score` reads from the predictions.
     lm_eval_rows = {(r.config, r.item_id, tuple(r.true_ranks)): (r.predicted, r.score)
@@ -197,3 +198,92 @@ def test_run_carries_protocol_and_data_provenance(ll_run, capsys):
     assert main(["report", str(out)]) == 0
     shown = capsys.readouterr().out
     assert "protocol fit" in shown and "≠ paper" in shown and "the bundled sample" in shown
+
+
+# -- exported rows carry what the run decided (protocol, over-long, budget, thinking) -----------------
+
+@pytest.fixture(scope="module")
+def rm_run(tmp_path_factory):
+    """hf-rm under the paper protocol with a 1,000-token context while the task measured against 1M tokens:
+    the reward model finds the over-long items itself (they are only in the logged records, not the docs)."""
+    import lm_eval
+    import lm_eval.api.registry
+    from lm_eval.loggers import EvaluationTracker
+    from lm_eval.tasks import TaskManager
+
+    from longrm_tasks.adapters.lm_eval_plugin import register_models
+
+    register_models(lm_eval.api.registry)
+    root = tmp_path_factory.mktemp("lm_eval_rm")
+    model = save_tiny_model(root / "rm", kind="seq-cls", hidden=16, layers=1, max_positions=4096)
+    meta = {"pretrained": str(model), "data_dir": "sample", "max_length": 1 << 20}
+    results = lm_eval.simple_evaluate(
+        model="hf-rm", model_args={"pretrained": str(model), "max_length": 1000, "progress": False},
+        tasks=["long_rewardbench_rm_code"], device="cpu", log_samples=True,
+        task_manager=TaskManager(include_path=str(TASK_DIR), include_defaults=False, metadata=meta))
+    samples = results.pop("samples")
+    tracker = EvaluationTracker(output_path=str(root / "out"))
+    tracker.general_config_tracker.model_name = "tiny-rm"
+    tracker.general_config_tracker.model_name_sanitized = "tiny-rm"
+    tracker.save_results_aggregated(results=results, samples=samples)
+    for task, task_samples in samples.items():
+        tracker.save_results_samples(task_name=task, samples=task_samples)
+    return root / "out", results, samples["long_rewardbench_rm_code"]
+
+
+def test_exported_reward_rows_carry_the_protocol_and_run_time_overlong(rm_run, tmp_path):
+    out, results, samples = rm_run
+    overlong = [s for s in samples if s["AVG"]["overlong"]]
+    assert overlong and not any(s["doc"]["overlong"] for s in samples)  # decided by hf-rm, at run time
+    export_predictions(out, tmp_path / "preds")
+    rows = [json.loads(line) for f in sorted((tmp_path / "preds").glob("*.jsonl")) for line in f.open()]
+    assert len(rows) == len(samples) and all(r["protocol"] == "paper" for r in rows)
+    assert sum(r["overlong"] for r in rows) == len(overlong)
+    assert all(r["output"] is None for r in rows if r["overlong"])  # not the -inf placeholder scores
+    assert all(isinstance(r["output"], list) for r in rows if not r["overlong"])
+
+    rescored = score_files([str(tmp_path / "preds")])
+    task = results["results"]["long_rewardbench_rm_code"]
+    assert rescored["provenance"]["protocol"] == "paper"
+    assert rescored["extra"]["overlong"] == task["extra/overlong,none"] == len(overlong)
+    assert rescored["extra"]["unparsed"] == 0
+    for key in ("AVG", "PairWise Avg", "Rank Avg", "Code"):
+        assert rescored[key] == pytest.approx(task[f"{key},none"], abs=1e-12)
+    run = load_lm_eval_run(out)
+    assert run.protocol == "paper" and run.metrics["AVG"] == pytest.approx(task["AVG,none"], abs=1e-12)
+
+
+def _generative_sample(item_id="q1", **doc_fields):
+    doc = {"key": f"LongQA/{item_id}", "config": "LongQA", "id": item_id, "tasktype": "PairWise", "subtype": "same",
+           "length": "128k", "order": [1, 0], "judge": "generative", "parser": "reference", "orders": "paper",
+           "protocol": "paper", "presentation": 0, "truncated_tokens": 0, "skipped": False, "overlong": False}
+    doc.update(doc_fields)
+    record = {"config": "LongQA", "id": item_id, "tasktype": "PairWise", "subtype": "same", "length": "128k",
+              "order": [1, 0], "predicted": [1, 0], "truncated_tokens": 0, "skipped": False,
+              "overlong": doc["overlong"], "short_budget": True, "thinking": True}
+    return {"doc_id": 0, "doc": doc, "filtered_resps": ["<think>A?</think> [[B]]"], "AVG": record}
+
+
+def test_prediction_row_carries_budget_thinking_and_treats_overlong_output_as_unparsed(tmp_path):
+    from longrm_tasks.report.lm_eval_runs import prediction_row
+
+    row = prediction_row(_generative_sample())
+    assert row["output"] == "<think>A?</think> [[B]]" and row["protocol"] == "paper"
+    assert row["short_budget"] is True and row["thinking"] is True and row["overlong"] is False
+
+    over = _generative_sample("q2", overlong=True)
+    over["filtered_resps"] = ["["]  # the 1-token placeholder generation of an over-long prompt
+    row = prediction_row(over)
+    assert row["output"] is None and row["overlong"] is True
+
+    path = tmp_path / "LongQA.jsonl"
+    path.write_text(json.dumps(prediction_row(_generative_sample())) + "\n" + json.dumps(row) + "\n")
+    scored = score_files([str(path)])
+    assert scored["provenance"]["protocol"] == "paper"
+    assert scored["extra"]["short_budget"] == 2 and scored["extra"]["thinking_outputs"] == 2
+    assert scored["extra"]["overlong"] == 1 and scored["extra"]["unparsed"] == 0
+
+    bad = _generative_sample()
+    bad["AVG"]["thinking"] = "yes"
+    with pytest.raises(InputError, match="field 'AVG.thinking': expected true or false"):
+        prediction_row(bad, path="samples.jsonl", line=3)

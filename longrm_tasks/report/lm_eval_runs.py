@@ -91,13 +91,24 @@ def sample_files(results_path: Path) -> dict[str, Path]:
 
 
 def prediction_row(sample: dict, *, path: str | None = None, line: int | None = None) -> dict:
-    """One logged lm-eval sample of our tasks -> a prediction row (reference format + our fields)."""
+    """One logged lm-eval sample of our tasks -> a prediction row (reference format + our fields).
+
+    ``protocol`` comes from the doc; ``overlong``, ``short_budget`` and ``thinking``
+    from the doc or, as they are decided at run time (a reward model finding an
+    item beyond its context, a generation given less than its budget, a thinking
+    block), from the record our metrics logged. An over-long presentation's
+    output is None: what lm-eval logged for it is a placeholder (a 1-token
+    generation, ``-inf`` rewards), not a verdict.
+    """
     doc = sample.get("doc")
     if not isinstance(doc, dict) or "judge" not in doc or "order" not in doc:
         raise InputError("not a Long-RewardBench sample (no 'doc' with 'judge' and 'order')", path=path, line=line,
                          field="doc")
+    logged = _record(sample) or {}
+    flags = {name: _flag(doc.get(name), logged.get(name), name, path, line)
+             for name in ("overlong", "short_budget", "thinking")}
     resps = sample.get("filtered_resps") or []
-    if doc.get("skipped") or doc.get("overlong"):
+    if doc.get("skipped") or flags["overlong"]:
         output = None  # never judged: skipped is not scored, over-long is scored wrong
     elif doc["judge"] == "generative":
         output = resps[0] if resps else None
@@ -111,12 +122,21 @@ def prediction_row(sample: dict, *, path: str | None = None, line: int | None = 
         return {"output": output, "shuffled_order": list(doc["order"]), "subset": doc["config"],
                 "tasktype": doc["tasktype"], "subtype": doc["subtype"], "ctx_length": doc["length"],
                 "id": doc["id"], "truncated_tokens": int(doc.get("truncated_tokens", 0)),
-                "skipped": bool(doc.get("skipped", False)), "overlong": bool(doc.get("overlong", False)),
+                "skipped": bool(doc.get("skipped", False)), **flags,
                 "judge": doc["judge"], "parser": doc.get("parser", "reference"), "orders": doc.get("orders"),
                 "protocol": doc.get("protocol"), "presentation": doc.get("presentation", 0)}
     except KeyError as err:
         raise InputError("missing field in a Long-RewardBench sample", path=path, line=line,
                          field=f"doc.{err.args[0]}") from None
+
+
+def _flag(in_doc, in_record, name: str, path: str | None, line: int | None) -> bool:
+    """A run-time flag: true when the doc or the logged record says so (strict bools, as `longrm score` reads)."""
+    for where, value in (("doc", in_doc), ("AVG", in_record)):
+        if value is not None and not isinstance(value, bool):
+            raise InputError(f"expected true or false, got {type(value).__name__} {value!r}", path=path, line=line,
+                             field=f"{where}.{name}")
+    return bool(in_doc) or bool(in_record)
 
 
 @dataclass
