@@ -79,31 +79,36 @@ class Internal:
 
 # Lower bounds were read from each release's files (`pip download --no-deps PKG==X`):
 # lm-eval moved TaskManager into lm_eval/tasks/manager.py in 0.4.12 (0.4.10 brought the
-# `Registry` object `model_registry`); TRL added trl.kernels.ChunkedLogProbFunction and
+# `Registry` object `model_registry`) and added models.utils.resolve_max_length in 0.4.13, the
+# floor the suite runs on; TRL added trl.kernels.ChunkedLogProbFunction and
 # trl.data_utils.common_prefix_length in 1.15 (trl.kernels itself appeared in 1.14 without
-# the chunked kernel); maybe_gather_lm_head_ctx in 1.10. transformers' DynamicLayer gained
+# the chunked kernel), maybe_gather_lm_head_ctx in 1.10; the range starts at 1.16, the floor the
+# suite runs on (TRL 1.15's own SFT loss fails on CPU without triton; the tests compare with it). transformers' DynamicLayer gained
 # `is_initialized` in 4.57 and `lazy_initialization(keys, values)` in 5.0; the range starts at
 # 5.23, the floor the suite runs on (the trainer needs 5.23's `activation_checkpointing`). The
 # CPU flash op's range is the torch we have run (it is optional).
 INTERNALS: dict[str, Internal] = {
     "lm_eval_task_manager": Internal(
         "lm-eval's TaskManager.__init__(include_path=...) in lm_eval/tasks/manager.py",
-        "lm-eval", "0.4.12", "0.5", "longrm_tasks.adapters.lm_eval_plugin (start-up hook, longrm eval)"),
+        "lm-eval", "0.4.13", "0.5", "longrm_tasks.adapters.lm_eval_plugin (start-up hook, longrm eval)"),
     "lm_eval_model_registry": Internal(
         "lm-eval's model registry (lm_eval.api.registry.model_registry.register(name, target=...))",
-        "lm-eval", "0.4.12", "0.5", "longrm_tasks.adapters.lm_eval_plugin (start-up hook, longrm eval)"),
+        "lm-eval", "0.4.13", "0.5", "longrm_tasks.adapters.lm_eval_plugin (start-up hook, longrm eval)"),
+    "lm_eval_resolve_max_length": Internal(
+        "lm-eval's lm_eval.models.utils.resolve_max_length", "lm-eval", "0.4.13", "0.5",
+        "longrm_tasks.adapters.lm_eval_tasks (the model's context, as lm-eval's hf backend resolves it)"),
     "trl_forward_redirection": Internal(
-        "TRL's private trl.models.utils._ForwardRedirection", "trl", "1.15", "2",
+        "TRL's private trl.models.utils._ForwardRedirection", "trl", "1.16", "2",
         "longrm_tasks.train.sft, .reward, .alignment_trainer"),
     "trl_chunked_logprob": Internal(
-        "TRL's trl.kernels.ChunkedLogProbFunction", "trl", "1.15", "2", "longrm_tasks.train.response_head"),
+        "TRL's trl.kernels.ChunkedLogProbFunction", "trl", "1.16", "2", "longrm_tasks.train.response_head"),
     "trl_gather_lm_head": Internal(
-        "TRL's trl.trainer.utils.maybe_gather_lm_head_ctx", "trl", "1.15", "2", "longrm_tasks.train.response_head"),
+        "TRL's trl.trainer.utils.maybe_gather_lm_head_ctx", "trl", "1.16", "2", "longrm_tasks.train.response_head"),
     "trl_disable_dropout": Internal(
-        "TRL's trl.trainer.utils.disable_dropout_in_model", "trl", "1.15", "2",
+        "TRL's trl.trainer.utils.disable_dropout_in_model", "trl", "1.16", "2",
         "longrm_tasks.train.alignment_trainer"),
     "trl_common_prefix_length": Internal(
-        "TRL's trl.data_utils.common_prefix_length", "trl", "1.15", "2", "longrm_tasks.train.long_inputs"),
+        "TRL's trl.data_utils.common_prefix_length", "trl", "1.16", "2", "longrm_tasks.train.long_inputs"),
     "transformers_cache_layers": Internal(
         "transformers' cache layers (cache_utils.Cache(layers=...), DynamicLayer.lazy_initialization/"
         "is_initialized/keys/values)", "transformers", "5.23", "6", "longrm_tasks.rm.prefix_scorer"),
@@ -153,6 +158,12 @@ def lm_eval_model_registry():
     return importlib.import_module("lm_eval.api.registry").model_registry
 
 
+def lm_eval_resolve_max_length():
+    """``lm_eval.models.utils.resolve_max_length`` (how lm-eval's hf backend picks a model's context)."""
+    check("lm_eval_resolve_max_length")
+    return importlib.import_module("lm_eval.models.utils").resolve_max_length
+
+
 # ------------------------------------------------------------------ TRL
 
 def trl_forward_redirection():
@@ -162,11 +173,7 @@ def trl_forward_redirection():
 
 
 def trl_chunked_logprob_function():
-    """TRL's ``ChunkedLogProbFunction`` (autograd function; Triton kernel on CUDA).
-
-    For CUDA only: TRL 1.15's module imports ``triton`` at import time (CUDA builds of torch
-    bring it), 1.16 only when it is available.
-    """
+    """TRL's ``ChunkedLogProbFunction`` (autograd function; Triton kernel on CUDA)."""
     check("trl_chunked_logprob")
     return importlib.import_module("trl.kernels").ChunkedLogProbFunction
 

@@ -23,26 +23,20 @@ def test_installed_versions_are_in_the_ranges_the_code_was_written_for(name):
 
 
 def test_accessors_return_the_real_objects():
-    import importlib.util
-
     import torch
     import transformers.cache_utils
-    import trl
+    import trl.kernels
     from lm_eval.api.registry import model_registry
     from lm_eval.tasks.manager import TaskManager
     from trl.models.utils import _ForwardRedirection
 
     assert compat.lm_eval_task_manager_class() is TaskManager
     assert compat.lm_eval_model_registry() is model_registry
-    assert compat.trl_forward_redirection() is _ForwardRedirection
-    if importlib.util.find_spec("triton") is None and compat.version_tuple(trl.__version__) < (1, 16):
-        # TRL 1.15's kernel module imports triton (CUDA builds of torch bring it); we use it on CUDA only.
-        with pytest.raises(ModuleNotFoundError, match="triton"):
-            compat.trl_chunked_logprob_function()
-    else:
-        import trl.kernels
+    from lm_eval.models.utils import resolve_max_length
 
-        assert compat.trl_chunked_logprob_function() is trl.kernels.ChunkedLogProbFunction
+    assert compat.lm_eval_resolve_max_length() is resolve_max_length
+    assert compat.trl_forward_redirection() is _ForwardRedirection
+    assert compat.trl_chunked_logprob_function() is trl.kernels.ChunkedLogProbFunction
     assert compat.trl_common_prefix_length()([1, 2, 3], [1, 2, 4]) == 2
     assert callable(compat.trl_maybe_gather_lm_head_ctx()) and callable(compat.trl_disable_dropout_in_model())
     assert compat.transformers_cache_layers() == (transformers.cache_utils.Cache, transformers.cache_utils.DynamicCache,
@@ -62,14 +56,14 @@ def _pretend(monkeypatch, **versions):
     monkeypatch.setattr(compat, "installed_version", lambda dist: versions.get(dist, real(dist)))
 
 
-@pytest.mark.parametrize("version", ["0.4.11", "0.5.0"])
+@pytest.mark.parametrize("version", ["0.4.12", "0.5.0"])
 def test_outside_the_range_an_accessor_fails_in_one_line(monkeypatch, version):
     _pretend(monkeypatch, **{"lm-eval": version})
     with pytest.raises(compat.IncompatibleVersion) as err:
         compat.lm_eval_task_manager_class()
     message = str(err.value)
     assert "\n" not in message
-    assert f"lm-eval {version} is installed" in message and "lm-eval>=0.4.12,<0.5" in message
+    assert f"lm-eval {version} is installed" in message and "lm-eval>=0.4.13,<0.5" in message
 
 
 def test_optional_fast_path_steps_aside_outside_its_range(monkeypatch):
