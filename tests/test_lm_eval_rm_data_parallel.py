@@ -24,7 +24,8 @@ torch = pytest.importorskip("torch")
 from longrm_tasks.testing import save_tiny_model  # noqa: E402
 
 TASK = "long_rewardbench_rm_longqa"  # pairs and Best-of-N items of one config: 15 documents
-PASSES = re.compile(r"^(hf-rm(?:\[rank (\d)/2\])?): (\d+) items scored;.*; (\d+) forward passes$", re.M)
+# Not anchored at the line start: one rank's line may follow the other rank's progress bar on stderr.
+PASSES = re.compile(r"(hf-rm(?:\[rank (\d)/2\])?): (\d+) items scored;.*; (\d+) forward passes$", re.M)
 
 
 def _free_port() -> int:
