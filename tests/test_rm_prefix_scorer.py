@@ -155,3 +155,27 @@ def test_eager_attention_gets_an_additive_packed_mask():
     [result] = scorer.score([item])
     assert result.shared_prefix_tokens > 0
     assert max(abs(x - y) for x, y in zip(result.scores, reference_scores(model, scorer.format(item)))) < TOL
+
+
+def test_long_remainders_are_not_packed_behind_a_huge_mask(monkeypatch):
+    """Paper-protocol cuts leave ~65K-token remainders per candidate: a packed block mask over two of them
+    would take ~26 GB, so they run one per forward (no mask), with the same scores."""
+    from longrm_tasks.rm import prefix_scorer
+    from longrm_tasks.rm.prefix_scorer import PACKED_MASK_ELEMENTS, packed_groups
+
+    assert packed_groups([65_531, 65_531, 65_531], 65_536, 4, PACKED_MASK_ELEMENTS) == [(0, 1), (1, 2), (2, 3)]
+    assert packed_groups([4_000] * 4, 128_000, 4, PACKED_MASK_ELEMENTS) == [(0, 4)]  # answers after a context
+    assert packed_groups([5, 5, 5, 5, 5], 10, 2, 10**9) == [(0, 2), (2, 4), (4, 5)]
+    assert packed_groups([5, 5, 5], 10, 4, 5 * 15) == [(0, 1), (1, 2), (2, 3)]
+    assert packed_groups([], 10, 4, 100) == []
+
+    model, tokenizer = build_model("seq-cls", hidden=32, layers=2)
+    item = long_item(ANSWERS)
+    packed = RewardScorer(model, tokenizer, batch_size=4)
+    [a] = packed.score([item])
+    before = packed.forward_passes
+    monkeypatch.setattr(prefix_scorer, "PACKED_MASK_ELEMENTS", 1)  # nothing may be packed
+    single = RewardScorer(model, tokenizer, batch_size=4)
+    [b] = single.score([item])
+    assert single.forward_passes == before + len(ANSWERS) - 1  # one forward per remainder instead of one
+    assert max(abs(x - y) for x, y in zip(a.scores, b.scores)) < TOL

@@ -28,6 +28,8 @@ the context and no longer line up. Nothing needs to fall back: the scorers
 share exactly the longest common prefix of the ids they get (here the 65,536
 head tokens, which every candidate takes from the same context) and run each
 candidate's rest in full, which is what one forward per candidate computes.
+Those ~65K-token rests run one per forward (`prefix_scorer.packed_groups`
+bounds the packed block mask, which would otherwise take tens of GB).
 
 Nothing is cut or skipped silently: every `FormattedItem` says how many
 tokens were dropped or why it was skipped.

@@ -34,6 +34,10 @@ logger = logging.getLogger(__name__)
 # Attribute names of the classification head in transformers' and common custom reward models.
 _HEAD_NAMES = ("score", "classifier", "v_head", "reward_head", "rm_head")
 _UNSHAREABLE = "its cache has sliding-window or linear-attention layers"
+# Most elements of one packed block mask (remainders x (prefix + remainders)): 4 GiB as bool. Short answers
+# after a 128K context pack inside it (4 x 4K tokens: 2.3G); the paper protocol's per-candidate cuts leave
+# remainders of ~65K tokens each, whose mask would take 26+ GB: those run one per forward, needing no mask.
+PACKED_MASK_ELEMENTS = 1 << 32
 
 
 @dataclass
@@ -78,6 +82,25 @@ def token_summary(results: Sequence[ItemScore]) -> dict[str, Any]:
         "forward_passes": (None if all(r.forward_passes is None for r in results)
                            else sum(r.forward_passes or 0 for r in results)),
     }
+
+
+def packed_groups(lengths: Sequence[int], prefix: int, most: int, mask_elements: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` runs of consecutive remainders packed into one forward.
+
+    At most ``most`` remainders per run, and more than one only while the packed
+    block mask (total x (prefix + total)) stays within ``mask_elements``; a single
+    remainder needs no mask and always runs.
+    """
+    groups, start = [], 0
+    while start < len(lengths):
+        stop, total = start + 1, lengths[start]
+        while (stop < len(lengths) and stop - start < most
+               and (total + lengths[stop]) * (prefix + total + lengths[stop]) <= mask_elements):
+            total += lengths[stop]
+            stop += 1
+        groups.append((start, stop))
+        start = stop
+    return groups
 
 
 def find_score_head(model) -> torch.nn.Module:
@@ -302,8 +325,8 @@ class RewardScorer:
         # read by the fallback: the split gets the remainders' lengths instead.
         group = self.batch_size if self.model.config._attn_implementation in ("sdpa", "eager", IMPLEMENTATION) else 1
         scores = []
-        for start in range(0, len(sequences), group):
-            remainders = [s[shared:] for s in sequences[start:start + group]]
+        for start, stop in packed_groups([len(s) - shared for s in sequences], shared, group, PACKED_MASK_ELEMENTS):
+            remainders = [s[shared:] for s in sequences[start:stop]]
             lengths = torch.tensor([len(r) for r in remainders])
             ids = torch.tensor([[t for r in remainders for t in r]], device=self.device)
             positions = torch.cat([torch.arange(n) for n in lengths.tolist()]) + shared
@@ -313,7 +336,7 @@ class RewardScorer:
             hidden = self.base(input_ids=ids, attention_mask=mask, position_ids=positions[None].to(self.device),
                                use_cache=True, **{self._cache_kwarg: frozen}, **split).last_hidden_state
             starts = (lengths.cumsum(0) - lengths).tolist()
-            slots = [begin + p - shared for begin, p in zip(starts, pooled[start:start + group])]
+            slots = [begin + p - shared for begin, p in zip(starts, pooled[start:stop])]
             scores += self._head(hidden[0, slots])
         return scores
 
