@@ -16,10 +16,12 @@ on a recipe it writes, and measures accuracy before and after.
 """
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
+
+from longrm_tasks.atomic import write_jsonl as write_jsonl_atomically
+from longrm_tasks.atomic import write_text
 
 # Single tokens of `longrm_tasks.testing.build_tokenizer` (with their leading space), so the
 # fact and the answer are the same token wherever they appear.
@@ -73,7 +75,7 @@ def make_items(n: int, *, context_words: int, num_rejected: int, rng: random.Ran
 
 def write_jsonl(path: Path, items: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
+    write_jsonl_atomically(path, items)
     return path
 
 
@@ -162,7 +164,7 @@ def _run_check(workdir: Path, settings: CheckSettings) -> dict:
                            heads=settings.heads, kv_heads=settings.heads, seed=settings.seed)
     before = pairwise_accuracy(base, heldout, settings.path)
     recipe = workdir / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump(recipe_for(settings, base, train_file), sort_keys=False), encoding="utf-8")
+    write_text(recipe, yaml.safe_dump(recipe_for(settings, base, train_file), sort_keys=False))
     status = longrm(["train", "--config", str(recipe), "--output-dir", str(workdir / "runs")])
     if status:
         raise RuntimeError(f"longrm train exited with {status}")
