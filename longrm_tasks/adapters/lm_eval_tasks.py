@@ -102,7 +102,9 @@ def model_context(options: TaskOptions, tokenizer) -> tuple[int | None, str]:
             raise InputError(f"{where}: pass max_length=<the server's context> in --model_args", field="max_length")
         return value, where
     if options.model:
-        from lm_eval.models.utils import resolve_max_length
+        from longrm_tasks import compat
+
+        resolve_max_length = compat.lm_eval_resolve_max_length()
         from transformers import AutoConfig
 
         try:

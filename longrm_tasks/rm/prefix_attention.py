@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import torch
 from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+from longrm_tasks import compat
+
+# transformers internals, each behind the version range it was written for (longrm_tasks.compat).
+repeat_kv, sdpa_attention_forward = compat.transformers_sdpa_helpers()
+ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask, _ = compat.transformers_mask_functions()
 
 IMPLEMENTATION = "longrm_shared_prefix_sdpa"
 # Keyword the scorer passes through the model's forward down to every attention call.
 REMAINDERS_KWARG = "longrm_remainder_lengths"
 
-_CPU_FLASH = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+_CPU_FLASH = compat.torch_cpu_flash_attention()  # a private ATen op, or None: callers fall back to SDPA
 
 
 def shared_prefix_attention(module, query, key, value, attention_mask, dropout: float = 0.0,

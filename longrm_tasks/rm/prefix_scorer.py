@@ -22,12 +22,15 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
+from longrm_tasks import compat
 from longrm_tasks.errors import InputError
 from longrm_tasks.rm.checkpoint import JUDGE_GROUPS
 from longrm_tasks.rm.formatting import FormattedItem, ScoringItem, common_prefix_length, format_item
 from longrm_tasks.rm.prefix_attention import IMPLEMENTATION, REMAINDERS_KWARG, use_shared_prefix_attention
+
+# transformers cache layers, behind the version range they were written for (longrm_tasks.compat).
+Cache, DynamicCache, DynamicLayer = compat.transformers_cache_layers()
 
 logger = logging.getLogger(__name__)
 

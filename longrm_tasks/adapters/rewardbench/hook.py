@@ -146,11 +146,14 @@ def _patch_rewardbench_cli(module) -> None:
             return original_load(dataset_name, *args, **kwargs)
         path, _records = export_for(spec, "PairWise")
         kwargs["json"] = True
-        if args:  # (split, json, conv, tokenizer, ...) positionally: keep all but json
-            args = (args[0], True) + tuple(args[2:])
+        from longrm_tasks import compat
+
+        pos = compat.rewardbench_loader_args()  # RewardBench's positional layout, version-checked
+        if len(args) > pos.json:  # (split, json, conv, tokenizer, ...) positionally: keep all but json
+            args = args[:pos.json] + (True,) + tuple(args[pos.json + 1:])
             kwargs.pop("json")
         dataset = original_load(path, *args, **kwargs)
-        tokenizer = kwargs.get("tokenizer", args[3] if len(args) > 3 else None)
+        tokenizer = kwargs.get("tokenizer", args[pos.tokenizer] if len(args) > pos.tokenizer else None)
         budget = max_length()
         dataset, cut_c = fit_column(dataset, "text_chosen", dataset["chosen"], tokenizer, budget)
         dataset, cut_r = fit_column(dataset, "text_rejected", dataset["rejected"], tokenizer, budget)
