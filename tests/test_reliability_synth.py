@@ -193,7 +193,7 @@ def test_vote_survives_a_dying_server_and_resumes_to_the_same_bytes(server, tmp_
     capsys.readouterr()
 
     out = tmp_path / "out.jsonl"
-    original = OpenAIChatJudge._post_urllib
+    original = OpenAIChatJudge._post
     calls = Counter()
 
     def dies_after_four(self, messages):  # the "dies" server goes away after its fourth answer
@@ -203,9 +203,9 @@ def test_vote_survives_a_dying_server_and_resumes_to_the_same_bytes(server, tmp_
                 _Server.alive.clear()
         return original(self, messages)
 
-    monkeypatch.setattr(OpenAIChatJudge, "_post_urllib", dies_after_four)
+    monkeypatch.setattr(OpenAIChatJudge, "_post", dies_after_four)
     code = main(_vote_args(server, src, out, "ok", "flaky", "dies"))
-    monkeypatch.setattr(OpenAIChatJudge, "_post_urllib", original)
+    monkeypatch.setattr(OpenAIChatJudge, "_post", original)
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     err = err.strip().splitlines()[-1]  # after the progress bar: one line
