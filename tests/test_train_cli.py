@@ -13,7 +13,7 @@ FAST = ["--set", "defaults.disable_tqdm=true"]
 def test_tiny_recipe_runs_sft_then_alignment_from_the_bundled_sample(tmp_path, capsys, monkeypatch):
     from transformers import AutoModelForCausalLM
 
-    monkeypatch.chdir(tmp_path)  # nothing outside the package is read: no ../shared, no data folder
+    monkeypatch.chdir(tmp_path)  # nothing outside the package is read: no sibling checkout, no data folder
     out = tmp_path / "runs"
     status = longrm(["train", "--config", str(ROOT / "recipes" / "tiny_cpu.yaml"), "--output-dir", str(out),
                      "--set", "stages.sft.args.max_steps=2", "--set", "stages.alignment.args.max_steps=1",
