@@ -3,8 +3,8 @@
 RewardBench pins transformers 4.51, so it cannot share our environment. Point
 ``LONGRM_REWARDBENCH_PYTHON`` at the Python of a venv made with::
 
-    python3 -m venv /work/rb-venv
-    /work/rb-venv/bin/pip install torch==2.13.0 rewardbench "setuptools<81"
+    python3 -m venv "${TMPDIR:-/tmp}/longrm-rewardbench-venv"
+    "${TMPDIR:-/tmp}/longrm-rewardbench-venv/bin/pip" install torch==2.13.0 rewardbench "setuptools<81"
 
 (``setuptools<81``: rewardbench 0.1.4 imports ``pkg_resources``). Without it
 these tests are skipped with that reason. Each test runs this file as a script
