@@ -34,19 +34,13 @@ from longrm_tasks.data.schema import Item
 from longrm_tasks.fitting import (DoesNotFit, FitStats, PaperPrompt, generation_room, middle_span, paper_prompt,
                                   paper_prompts, strip_bos)
 from longrm_tasks.presentation import Presentation
-from longrm_tasks.prompts import (LETTERS, judge_messages, judge_prompts, prompt_kind, render_chat, shown_answers,
+from longrm_tasks.prompts import (judge_messages, judge_prompts, prompt_kind, render_chat, shown_answers,
                                   system_prompt, user_prompt)
 
 MARGIN = 8  # fit: tokens kept free for boundary merges and a BOS token the backend may add
 VERDICT_TOKENS = 16  # room for the scored verdict continuation of the log-likelihood judge
 BATCH = 16  # heads tokenized per Rust call (bounded memory: 16 x 128K tokens)
 _SENTINEL = "\u2063LONGRM-USER-CONTENT\u2063"
-
-
-def verdict_choices(kind: str, n: int) -> list[str]:
-    """The log-likelihood judge's version-1 continuations (see `loglikelihood_requests`)."""
-    letters = LETTERS[:n]
-    return [f"[[{x}]]" for x in letters] if kind == "pair" else [f"[[{x}>" for x in letters]
 
 
 @dataclass(frozen=True)
@@ -314,10 +308,10 @@ def _finish_verdict(pres: Presentation, tokenizer) -> None:
     """Log-likelihood judge: the opening appended to the prompt and the choices scored after it."""
     if pres.judge != "loglikelihood":
         return
-    from longrm_tasks.loglikelihood_requests import opening_tokens, verdict_request
+    from longrm_tasks.loglikelihood_requests import legacy_choices, opening_tokens, verdict_request
 
     if not pres.rendered:
-        pres.choices = verdict_choices(pres.kind, pres.n)
+        pres.choices = legacy_choices(pres.kind, pres.n)
         return
     tail = pres.prompt[-64:]
     request = verdict_request(tokenizer, pres.kind, pres.n, prompt_tail=tail)
