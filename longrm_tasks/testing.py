@@ -11,10 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-CHATML_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-    "{%- endfor -%}"
+# The generation prompt both ChatML-style templates end with; thinking off adds Qwen3's empty block.
+_GENERATION_PROMPT = (
     "{%- if add_generation_prompt -%}"
     "{{ '<|im_start|>assistant\n' }}"
     "{%- if enable_thinking is defined and enable_thinking is false -%}"
@@ -22,6 +20,12 @@ CHATML_TEMPLATE = (
     "{%- endif -%}"
     "{%- endif -%}"
 )
+
+CHATML_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{%- endfor -%}"
+) + _GENERATION_PROMPT
 
 # Qwen3's template as it treats thinking: the last assistant turn is rendered after an empty
 # <think></think> block (Qwen3 strips any reasoning from it), and the generation prompt with
@@ -40,13 +44,7 @@ QWEN3_CHAT_TEMPLATE = (
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
     "{%- endif -%}"
     "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}"
-    "{{ '<|im_start|>assistant\n' }}"
-    "{%- if enable_thinking is defined and enable_thinking is false -%}"
-    "{{ '<think>\n\n</think>\n\n' }}"
-    "{%- endif -%}"
-    "{%- endif -%}"
-)
+) + _GENERATION_PROMPT
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
 
