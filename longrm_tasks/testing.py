@@ -143,3 +143,25 @@ def save_tiny_model(path: str | os.PathLike, kind: str = "causal", arch: str = "
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def random_prompt_and_responses(seed: int, prompt_len: int, response_lens, vocab: int):
+    """Random token ids for one prompt and its responses (ids >= 5, clear of special tokens), seeded."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    ids = lambda n: torch.randint(5, vocab, (n,), generator=g).tolist()  # noqa: E731
+    return ids(prompt_len), [ids(n) for n in response_lens]
+
+
+def full_logits_logps(model, prompt, responses):
+    """Reference for the training log-probs: the model's own forward on each prompt + response (its own
+    masks and attention), full-vocabulary logits, log-softmax, gather, summed over the response."""
+    import torch
+
+    out = []
+    for response in responses:
+        ids = torch.tensor([prompt + response])
+        logps = model(ids).logits[0, len(prompt) - 1:-1].log_softmax(-1)
+        out.append(logps.gather(-1, torch.tensor(response)[:, None]).sum())
+    return torch.stack(out)

@@ -2,37 +2,21 @@
 import pytest
 import torch
 
-from longrm_tasks.testing import build_model
+from longrm_tasks.testing import build_model, full_logits_logps, random_prompt_and_responses
 from longrm_tasks.train.alignment_losses import multi_reject_loss
 from longrm_tasks.train.shared_context import (enable_shared_prefix_attention, shared_context_logps,
                                                unshared_logps)
-
-
-def _item(seed: int, prompt_len: int, response_lens, vocab: int):
-    g = torch.Generator().manual_seed(seed)
-    ids = lambda n: torch.randint(5, vocab, (n,), generator=g).tolist()  # noqa: E731
-    return ids(prompt_len), [ids(n) for n in response_lens]
-
-
-def _full_logits_logps(model, prompt, responses):
-    """The textbook computation: full-vocabulary logits over prompt + response, log-softmax, gather."""
-    out = []
-    for response in responses:
-        ids = torch.tensor([prompt + response])
-        logps = model(ids).logits[0, len(prompt) - 1:-1].log_softmax(-1)
-        out.append(logps.gather(-1, torch.tensor(response)[:, None]).sum())
-    return torch.stack(out)
 
 
 @pytest.mark.parametrize("share", [True, False])
 def test_response_only_logps_equal_full_logits(share):
     model, tok = build_model(arch="llama", hidden=32, layers=2)
     enable_shared_prefix_attention(model)
-    prompt, responses = _item(0, 40, [6, 1, 9], len(tok))
+    prompt, responses = random_prompt_and_responses(0, 40, [6, 1, 9], len(tok))
     fn = shared_context_logps if share else unshared_logps
     # a chunk smaller than a response exercises the chunking over positions
     logps, lengths = fn(model, prompt, responses, logit_chunk_size=4)
-    torch.testing.assert_close(logps, _full_logits_logps(model, prompt, responses), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logps, full_logits_logps(model, prompt, responses), rtol=1e-5, atol=1e-5)
     assert lengths.tolist() == [6, 1, 9]
 
 
@@ -45,7 +29,7 @@ def test_shared_context_gradients_equal_unshared(arch, num_rejected, checkpointi
     if checkpointing:
         model.activation_checkpointing_enable()
     enable_shared_prefix_attention(model)
-    prompt, responses = _item(1, 48, [5, 8, 3, 11][:num_rejected + 1], len(tok))
+    prompt, responses = random_prompt_and_responses(1, 48, [5, 8, 3, 11][:num_rejected + 1], len(tok))
     params = [p for p in model.parameters() if p.requires_grad]
 
     def grads(fn):
@@ -67,7 +51,7 @@ def test_shared_forward_builds_no_quadratic_mask():
     masks = []
     model.model.layers[0].self_attn.register_forward_pre_hook(
         lambda module, args, kwargs: masks.append(kwargs.get("attention_mask")), with_kwargs=True)
-    prompt, responses = _item(4, 30, [4, 6], len(tok))
+    prompt, responses = random_prompt_and_responses(4, 30, [4, 6], len(tok))
     shared_context_logps(model, prompt, responses)
     assert masks == [None]  # only the small response-rows mask inside the attention, no L x L one
 
@@ -103,7 +87,7 @@ def test_v1_loss_matches_trl_cpo_simpo(tmp_path):
     dummy = Dataset.from_list([{"prompt": "a", "chosen": "b", "rejected": "c"}])
     trl_trainer = CPOTrainer(model=model, args=config, train_dataset=dummy, processing_class=tok)
 
-    items = [_item(seed, p, [c, r], len(tok)) for seed, p, c, r in [(2, 30, 7, 4), (3, 22, 3, 9)]]
+    items = [random_prompt_and_responses(seed, p, [c, r], len(tok)) for seed, p, c, r in [(2, 30, 7, 4), (3, 22, 3, 9)]]
 
     def padded(key: int):
         seqs = [prompt + responses[key] for prompt, responses in items]

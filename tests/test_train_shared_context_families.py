@@ -9,7 +9,7 @@ import pytest
 import torch
 import transformers
 
-from longrm_tasks.testing import build_tokenizer
+from longrm_tasks.testing import build_tokenizer, full_logits_logps, random_prompt_and_responses
 from longrm_tasks.train.alignment_losses import multi_reject_loss
 from longrm_tasks.train.shared_context import (enable_shared_prefix_attention, shared_context_logps,
                                                shared_context_support, unshared_logps)
@@ -45,22 +45,6 @@ def _model(family: str):
     return model, tok
 
 
-def _item(seed, prompt_len, response_lens, vocab):
-    g = torch.Generator().manual_seed(seed)
-    ids = lambda n: torch.randint(5, vocab, (n,), generator=g).tolist()  # noqa: E731
-    return ids(prompt_len), [ids(n) for n in response_lens]
-
-
-def _own_forward_logps(model, prompt, responses):
-    """The model's own forward on each prompt + response, full logits, its own masks and attention."""
-    out = []
-    for response in responses:
-        ids = torch.tensor([prompt + response])
-        logps = model(ids).logits[0, len(prompt) - 1:-1].log_softmax(-1)
-        out.append(logps.gather(-1, torch.tensor(response)[:, None]).sum())
-    return torch.stack(out)
-
-
 FAMILIES = ["gemma2", "gemma3", "mistral", "qwen2", "qwen3"]
 
 
@@ -75,7 +59,7 @@ def test_shared_loss_and_gradients_equal_the_models_own_unshared_forward(family)
     model, tok = _model(family)
     model.activation_checkpointing_enable()
     # responses longer than the window, so it also cuts inside each response
-    prompt, responses = _item(3, 23, [9, 4, 11], len(tok))
+    prompt, responses = random_prompt_and_responses(3, 23, [9, 4, 11], len(tok))
     params = [p for p in model.parameters() if p.requires_grad]
 
     def loss_and_grads(logps_fn):
@@ -84,7 +68,7 @@ def test_shared_loss_and_gradients_equal_the_models_own_unshared_forward(family)
         out = multi_reject_loss(logps[:1], lengths[:1], logps[None, 1:], lengths[None, 1:])
         return logps.detach(), out.loss.detach(), torch.autograd.grad(out.loss, params)
 
-    own_logps, own_loss, own = loss_and_grads(lambda: _own_forward_logps(model, prompt, responses))
+    own_logps, own_loss, own = loss_and_grads(lambda: full_logits_logps(model, prompt, responses))
     enable_shared_prefix_attention(model)
     shared_logps, shared_loss, shared = loss_and_grads(
         lambda: shared_context_logps(model, prompt, responses, logit_chunk_size=5, attention_block_rows=4)[0])
@@ -100,10 +84,10 @@ def test_shared_loss_and_gradients_equal_the_models_own_unshared_forward(family)
 def test_the_window_really_cuts_the_context():
     """Guards the test above: with the window the result differs from full attention, so it is exercised."""
     model, tok = _model("mistral")
-    prompt, responses = _item(4, 23, [9], len(tok))
-    windowed = _own_forward_logps(model, prompt, responses)
+    prompt, responses = random_prompt_and_responses(4, 23, [9], len(tok))
+    windowed = full_logits_logps(model, prompt, responses)
     model.config.sliding_window = None
-    full = _own_forward_logps(model, prompt, responses)
+    full = full_logits_logps(model, prompt, responses)
     assert (windowed - full).abs().max() > 1e-3
 
 
@@ -115,7 +99,7 @@ def test_packed_forward_builds_no_mask_over_the_sequence(family):
     for layer in model.model.layers:
         layer.self_attn.register_forward_pre_hook(
             lambda module, args, kwargs: masks.append(kwargs.get("attention_mask")), with_kwargs=True)
-    prompt, responses = _item(5, 30, [4, 6], len(tok))
+    prompt, responses = random_prompt_and_responses(5, 30, [4, 6], len(tok))
     shared_context_logps(model, prompt, responses)
     assert masks == [None, None]
     # and the ordinary forward (generation, evaluation) still gets the model's own masks
@@ -146,7 +130,7 @@ def test_training_and_scorer_attentions_refuse_each_other():
 
     assert not IMPLEMENTATION.startswith(ATTENTION_PREFIX) and not ATTENTION_PREFIX.startswith(IMPLEMENTATION)
     model, tok = _model("qwen3")
-    prompt, responses = _item(6, 12, [3, 4], len(tok))
+    prompt, responses = random_prompt_and_responses(6, 12, [3, 4], len(tok))
     # a model switched to the scorer's attention: training refuses to enable or use it
     assert use_shared_prefix_attention(model)
     with pytest.raises(ValueError, match="RM scorer"):
