@@ -10,7 +10,8 @@ item), ``truncated_tokens``, ``skipped``, ``overlong``, ``short_budget``, ``thin
 The reader is strict, because a lenient one turns typos into wrong numbers:
 bools are JSON booleans (``"skipped": "false"`` is an error, not a dropped row),
 counts are integers, a BestOfN subtype agrees with its number of positions,
-scores are numbers (``null``/NaN = a missing score, counted as unparsed), a
+scores are numbers (``null``/NaN = a missing score, counted as unparsed; NaN or
+Infinity in any other field is an error), a
 file with no rows is an error, and an item may appear once per shown order:
 a repeated (subset, id, order) or two rows of one id that disagree about the
 item is an error naming both lines (repeats would otherwise invent
@@ -27,6 +28,7 @@ from longrm_tasks.data.schema import LENGTH_BUCKETS, TASKTYPES
 from longrm_tasks.errors import InputError
 from longrm_tasks.jsonl import iter_jsonl
 from longrm_tasks.metrics import Judged
+from longrm_tasks.paths import require_regular_file
 from longrm_tasks.verdicts import parse_judgment, scores_to_ranks
 
 REQUIRED = ("output", "shuffled_order", "subset", "tasktype", "subtype", "ctx_length")
@@ -41,8 +43,8 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
             if not found:
                 raise InputError(f"no *.jsonl prediction files in folder {p}")
             out.extend(found)
-        elif p.is_file():
-            out.append(p)
+        elif p.exists() or p.is_symlink():  # a FIFO, socket or broken link is named for what it is
+            out.append(Path(require_regular_file(p)))
         else:
             raise InputError(f"prediction file not found: {p}")
     seen: set[Path] = set()
@@ -182,7 +184,8 @@ def read_predictions(paths: Iterable[str | os.PathLike], parser: str = "referenc
     duplicates = _Duplicates()
     for path in expand_paths(paths):
         rows = 0
-        for lineno, rec in iter_jsonl(path):
+        # NaN in ``output`` is RewardBench's missing score (see `_scores`); anywhere else it is refused.
+        for lineno, rec in iter_jsonl(path, allow_non_finite=("output",)):
             row = judged_from_prediction(rec, parser=parser, path=str(path), line=lineno)
             duplicates.check(row, str(path), lineno)
             rows += 1

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from longrm_tasks.errors import InputError
 from longrm_tasks.jsonl import write_jsonl
+from longrm_tasks.paths import check_name, contained
 from longrm_tasks.report.lm_eval_runs import (check_counts, collect_rows, find_results, iter_logged,  # noqa: F401
                                               load_lm_eval_runs, prediction_row, read_json, sample_files)
 from longrm_tasks.report.layout import Run
@@ -49,13 +50,13 @@ def export_predictions(path: Path, out_dir: Path) -> list[Path]:
     written = []
     out_dir = Path(out_dir)
     for judge, entries in by_judge.items():
-        folder = out_dir if len(by_judge) == 1 else out_dir / judge
+        folder = out_dir if len(by_judge) == 1 else contained(out_dir, check_name(judge, field="judge"))
         folder.mkdir(parents=True, exist_ok=True)
         by_config: dict[str, list[dict]] = {}
         for entry in entries:
             by_config.setdefault(entry.row["subset"], []).append(entry.row)
         for config, config_rows in by_config.items():
-            target = folder / f"{config}.jsonl"
+            target = contained(folder, f"{check_name(config, field='subset')}.jsonl")  # names from the samples
             write_jsonl(target, config_rows)
             written.append(target)
     return written

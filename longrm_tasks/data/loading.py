@@ -17,6 +17,7 @@ from longrm_tasks.errors import InputError
 from longrm_tasks.jsonl import iter_jsonl
 from longrm_tasks.data.provenance import Provenance
 from longrm_tasks.orders import assign_paper_orders
+from longrm_tasks.paths import require_regular_file
 
 SAMPLE_DIR = Path(__file__).with_name("sample")
 HUB_TIMEOUT_S = 10  # one request to learn the commit; no network must not cost half a minute of retries
@@ -35,7 +36,7 @@ class Benchmark:
 
 def load_config_file(path: str | os.PathLike, config: str, warnings: list[str] | None = None) -> list[Item]:
     """Validate every record of one config file and give each its paper order; an empty file is an error."""
-    path = os.fspath(path)
+    path = require_regular_file(path)
     items = [validate_record(raw, config=config, index=i, path=path, line=lineno, warnings=warnings)
              for i, (lineno, raw) in enumerate(iter_jsonl(path))]
     if not items:  # a 0-byte or blank file is a broken download or copy, not "0 items valid"
@@ -138,17 +139,20 @@ def _folder_files(folder: Path, configs: list[str], required: bool) -> dict[str,
     skipped without a word (and on a case-insensitive file system read or not
     depending on the machine).
     """
-    names = {p.name: p for p in folder.iterdir() if p.is_file()}
+    # Every entry, not only regular files: a FIFO, folder or dangling link named LongQA.jsonl is
+    # refused below by name instead of being skipped (which silently drops a whole config).
+    names = {p.name: p for p in folder.iterdir()}
     found: dict[str, Path] = {}
     for config in configs:
         expected = f"{config}.jsonl"
-        lookalikes = sorted(n for n in names if n != expected and "." in n
+        lookalikes = sorted(n for n in names if n != expected and "." in n and not names[n].is_dir()
                             and n.split(".", 1)[0].casefold() == config.casefold()
                             and n.split(".", 1)[1].casefold() in ("jsonl", "json"))
         if lookalikes:
             raise InputError(f"{', '.join(lookalikes)} looks like config {config} but is misnamed: "
                              f"name it {expected} (names are case-sensitive)", path=str(folder / lookalikes[0]))
         if expected in names:
+            require_regular_file(names[expected])
             found[config] = names[expected]
         elif required:
             raise InputError(f"no file for config {config}: {(folder / expected).resolve()} does not exist",

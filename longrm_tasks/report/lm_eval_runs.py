@@ -159,7 +159,7 @@ def _record(sample: dict) -> dict | None:
 
 def iter_logged(files: dict[str, Path]) -> Iterator[Logged]:
     for task, file in files.items():
-        for line, sample in iter_jsonl(file):
+        for line, sample in iter_jsonl(file, allow_non_finite=True):  # lm-eval logs NaN scores
             if not isinstance(sample, dict):
                 raise InputError("expected a JSON object (an lm-eval sample)", path=str(file), line=line)
             yield Logged(task, sample.get("doc_id", line), prediction_row(sample, path=str(file), line=line),

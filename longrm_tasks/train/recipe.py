@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import os
 import re
 import types
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from longrm_tasks.errors import InputError, closest_name
+from longrm_tasks.jsonl import non_finite_field
+from longrm_tasks.paths import check_name, file_problem
 from longrm_tasks.train.stages import STAGES
 
 KINDS = STAGES.names()
@@ -221,6 +224,8 @@ def _check_args(args: dict, kind: str, path: Path, where: str, from_defaults=fro
             raise InputError(f"is not a field of {cls.__name__}{did_you_mean(key, names)}", path=str(path),
                              field=field)
         value = _number(value)
+        if isinstance(value, float) and not math.isfinite(value):  # "1e999" read as a number is inf
+            raise InputError(f"must be a finite number, got {value!r}", path=str(path), field=field)
         tp = types_.get(key, Any)
         if not _matches(value, tp):
             raise InputError(f"must be {_type_name(tp)} ({cls.__name__}.{key}), got {value!r}", path=str(path),
@@ -238,6 +243,8 @@ def _stage(raw: Any, index: int, defaults: dict, base_dir: Path, path: Path, see
         raise InputError(f"unknown key {unknown[0]!r}{did_you_mean(unknown[0], STAGE_KEYS)}; allowed: "
                          f"{', '.join(sorted(STAGE_KEYS))}", path=str(path), field=f"stages[{index}]")
     name = _require(raw, "name", str, path, where)
+    # The stage name becomes OUTPUT_DIR/<name>: one safe path component, refused here, before any work.
+    check_name(name, path=path, field=where + "name")
     where = f"stages[{index}] ({name})."
     if name in seen:
         raise InputError("duplicate stage name", path=str(path), field=where + "name")
@@ -291,8 +298,9 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     import yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError("recipe not found", path=str(path))
+    problem = file_problem(path)  # stat only: a FIFO given as the recipe must not block the read
+    if problem is not None:
+        raise InputError("recipe not found" if problem == "file not found" else problem, path=str(path))
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
@@ -315,6 +323,10 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     if unknown:
         raise InputError(f"unknown key {unknown[0]!r}{did_you_mean(unknown[0], TOP_KEYS)}; allowed: "
                          f"{', '.join(sorted(TOP_KEYS))}", path=str(path))
+    # YAML's .nan / .inf (and --set values) are numbers no hyper-parameter can take.
+    bad = non_finite_field(raw)
+    if bad is not None:
+        raise InputError(f"must be a finite number, got {bad[1]!r}", path=str(path), field=bad[0])
     base_model = _expand(str(_require(raw, "base_model", str, path, "")))
     if base_model.startswith(("./", "../")):
         base_model = str((base_dir / base_model).resolve())
@@ -328,6 +340,8 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     for index, item in enumerate(stages_raw):
         stages.append(_stage(item, index, defaults, base_dir, path, [s.name for s in stages]))
     name = str(raw.get("name") or path.stem)
+    # The default output folder is runs/<name>: the same one-component rule as stage names.
+    check_name(name, path=path, field="name" if raw.get("name") else "name (taken from the file name: set name:)")
     output_dir = Path(_expand(str(raw.get("output_dir") or Path("runs") / name)))
     return Recipe(path=path.resolve(), name=name, base_model=base_model, output_dir=output_dir.resolve(),
                   stages=stages, description=str(raw.get("description") or ""))

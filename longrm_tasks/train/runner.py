@@ -25,6 +25,7 @@ from pathlib import Path
 
 from longrm_tasks.atomic import check_writable, write_text
 from longrm_tasks.errors import InputError
+from longrm_tasks.paths import contained
 from longrm_tasks.train.records import DataFile
 from longrm_tasks.train.recipe import TINY_RANDOM, Recipe, Stage, config_class
 from longrm_tasks.train.stages import STAGES
@@ -43,7 +44,8 @@ CARD_FIELDS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_tra
 
 
 def stage_dir(recipe: Recipe, stage: Stage) -> Path:
-    return recipe.output_dir / stage.name
+    """OUTPUT_DIR/<stage>; refused when it would resolve outside OUTPUT_DIR (a symlink planted there)."""
+    return contained(recipe.output_dir, stage.name, field="--output-dir")
 
 
 def is_finished(recipe: Recipe, stage: Stage) -> bool:
@@ -128,7 +130,7 @@ def _save_final(trainer, output_dir: Path) -> None:
 def _base_model(recipe: Recipe) -> str:
     if recipe.base_model != TINY_RANDOM:
         return recipe.base_model
-    path = recipe.output_dir / "base-model"
+    path = contained(recipe.output_dir, "base-model", field="--output-dir")
     if not (path / "config.json").is_file():
         from longrm_tasks.testing import save_tiny_model
 

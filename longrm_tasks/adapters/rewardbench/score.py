@@ -196,7 +196,7 @@ def read_scores(paths: Iterable[str | os.PathLike]) -> tuple[list[Scored], dict]
                     found.setdefault(k, v)
                 out.extend(_from_row(r, str(f), i + 1) for i, r in enumerate(rows))
             else:
-                out.extend(_from_row(r, str(f), lineno) for lineno, r in iter_jsonl(f))
+                out.extend(_from_row(r, str(f), lineno) for lineno, r in iter_jsonl(f, allow_non_finite=True))
     _check_one_run(out)
     return out, found
 
