@@ -22,7 +22,7 @@ import re
 import sys
 from typing import Callable
 
-from longrm_tasks.errors import InputError, closest_name
+from longrm_tasks.errors import DEBUG_ENV, EXIT_INPUT, InputError, closest_name, debugging
 
 # name -> module implementing it. Modules are imported when the parser is built; one that
 # cannot be imported (an optional extra not installed, a part not shipped) is still listed,
@@ -46,8 +46,7 @@ EXTRAS = {
     "safetensors": "hf", "sentencepiece": "hf", "torch": "hf", "vllm": "vllm", "trl": "train", "peft": "train",
 }
 
-DEBUG_ENV = "LONGRM_DEBUG"
-EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 130  # EXIT_INPUT (2) and DEBUG_ENV come from errors.py
 
 
 class _Parser(argparse.ArgumentParser):
@@ -157,7 +156,7 @@ def guarded(command: str, fn: Callable[[], int | None]) -> int:
     except SystemExit:
         raise
     except BaseException as err:  # noqa: BLE001 - this is the one place that reports failures
-        if os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):
+        if debugging():
             raise
         if isinstance(err, KeyboardInterrupt):
             # A command may re-raise KeyboardInterrupt("... resume with --resume") to say more.

@@ -6,8 +6,12 @@ the input without reading a traceback; the CLI prints it on one line.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from typing import Iterator
+
+DEBUG_ENV = "LONGRM_DEBUG"  # set (not 0) to get tracebacks instead of one-line errors
+EXIT_INPUT = 2  # bad input or usage, as `longrm` exits (see `longrm_tasks.cli`)
 
 
 class InputError(ValueError):
@@ -77,3 +81,55 @@ def announced(prog: str) -> Iterator[None]:
             err.announced = True
             print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
         raise
+
+
+def debugging() -> bool:
+    """``LONGRM_DEBUG`` is set: show tracebacks, do not shorten errors to one line."""
+    return os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+
+
+def our_input_error(err: BaseException | None) -> InputError | None:
+    """``err`` itself, or the error it was raised from, when that is one of our `InputError`\ s."""
+    seen = 0
+    while err is not None and seen < 5:  # a host tool may re-raise ours ``from`` it; look a few links down
+        if isinstance(err, InputError):
+            return err
+        err, seen = err.__cause__, seen + 1
+    return None
+
+
+def install_one_line_exit(prog: str) -> None:
+    """For a host command line we do not own (plain ``lm_eval``): our uncaught `InputError` ends as one line.
+
+    Installs a ``sys.excepthook``: when the program dies of one of our `InputError` s, it prints
+    ``prog: error: ...`` (unless `announced` or our task loader already said it) and exits with
+    code 2, as ``longrm`` does, instead of a traceback and exit code 1. Every other exception goes
+    to the previous hook untouched, so the host's own errors look exactly as before; with
+    ``LONGRM_DEBUG=1`` ours do too. Installed once per process.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "_longrm_one_line", False):
+        return
+
+    def hook(kind, value, tb):
+        ours = our_input_error(value)
+        if ours is None or debugging():
+            return previous(kind, value, tb)
+        if not getattr(ours, "announced", False):
+            print(f"{prog}: error: {' '.join(str(ours).splitlines())}", file=sys.stderr)
+        _exit_now(EXIT_INPUT)
+
+    hook._longrm_one_line = True
+    sys.excepthook = hook
+
+
+def _exit_now(code: int) -> None:
+    # An excepthook cannot choose the exit code (the interpreter exits 1 after it), so flush what
+    # was written (streams, logging handlers) and leave with our code.
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

@@ -92,6 +92,9 @@ def _names(value, known: tuple[str, ...], option: str) -> tuple[str, ...] | None
 def _positive_int(value, option: str) -> int | None:
     if value in (None, "", "none", "None"):
         return None
+    # int() would take true as 1 and 1.5 as 1: only an integer or the digits of one are a length
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InputError(f"expected a positive integer, got {type(value).__name__} {value!r}", field=option)
     try:
         number = int(value)
     except (TypeError, ValueError):
@@ -99,6 +102,20 @@ def _positive_int(value, option: str) -> int | None:
     if number <= 0:
         raise InputError(f"expected a positive integer, got {number}", field=option)
     return number
+
+
+# JSON types a --metadata value can have; a Python object handed over by simple_evaluate is not judged here.
+_JSON_TYPES = (bool, int, float, list, dict)
+STRING_KEYS = ("protocol", "data_dir", "data_revision", "order", "overlong", "parser", "tokenizer")
+
+
+def check_types(kwargs: dict[str, Any]) -> None:
+    """Our string options must be strings: ``"order": 3`` or ``"data_dir": []`` (which would fall back to
+    the hub in silence) is refused naming the key."""
+    for key in STRING_KEYS:
+        value = kwargs.get(key)
+        if isinstance(value, _JSON_TYPES):
+            raise InputError(f"expected a string, got {type(value).__name__} {value!r}", field=key)
 
 
 def _truthy(value) -> bool:
@@ -165,6 +182,7 @@ def _optional_bool(value) -> bool | None:
 def parse_options(kwargs: dict[str, Any]) -> TaskOptions:
     """Options from the keyword arguments lm-eval passes to ``custom_dataset``."""
     check_keys(kwargs)
+    check_types(kwargs)
     protocol = str(kwargs.get("protocol") or DEFAULT_PROTOCOL)
     if protocol not in PROTOCOLS:
         raise InputError(f"unknown protocol {protocol!r} ({', '.join(PROTOCOLS)}: paper = the reference "

@@ -116,12 +116,35 @@ def _step_aside() -> bool:
     return True
 
 
+def running_lm_eval_cli() -> bool:
+    """This process is lm-eval's own command line (``lm_eval ...`` or ``python -m lm_eval ...``)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and getattr(spec, "name", None) == "lm_eval.__main__":
+        return True
+    return Path(sys.argv[0] if sys.argv else "").name in ("lm_eval", "lm-eval")
+
+
+def one_line_errors_under_lm_eval() -> None:
+    """Under plain ``lm_eval``, our `InputError` ends as one line and exit code 2, as in ``longrm eval``.
+
+    lm-eval runs our task code inside its own frames and has no hook for errors; a
+    ``sys.excepthook`` (`errors.install_one_line_exit`) is the one place that sees an error
+    that nobody caught, and it leaves every other exception to lm-eval's usual traceback.
+    Not installed when lm-eval is used as a library (a notebook, a script of the user's own).
+    """
+    if running_lm_eval_cli():
+        from longrm_tasks.errors import install_one_line_exit
+
+        install_one_line_exit("lm_eval")
+
+
 def patch_task_manager(manager_module) -> None:
     """Wrap ``TaskManager.__init__`` so every task index also covers our folder.
 
     ``manager_module`` is the module the hook saw imported; the class itself is taken through
     `compat` (version-checked).
     """
+    one_line_errors_under_lm_eval()
     if _step_aside() or lm_eval_reads_task_entry_points():
         return
     cls = compat.lm_eval_task_manager_class()
@@ -144,6 +167,7 @@ def patch_task_manager(manager_module) -> None:
 
 def register_models(registry_module) -> None:
     """Register ``hf-rm`` and ``vllm-rm`` lazily ("module:Class" placeholders: nothing heavy is imported now)."""
+    one_line_errors_under_lm_eval()
     if _step_aside() or lm_eval_reads_model_entry_points():
         return
     # lm-eval fills its model registry from lm_eval.models only while the registry

@@ -164,7 +164,9 @@ def load_dataset(**kwargs):
         return _load_dataset(kwargs)
     except InputError as err:
         # Under plain `lm_eval` the exception propagates through lm-eval's own frames; say it in one line first.
-        print(f"Long-RewardBench: {err}", file=sys.stderr)
+        if not getattr(err, "announced", False):
+            print(f"Long-RewardBench: {err}", file=sys.stderr)
+            err.announced = True  # said once: neither `longrm eval` nor plain lm_eval's exit repeats it
         raise
 
 
