@@ -89,7 +89,7 @@ def debugging() -> bool:
 
 
 def our_input_error(err: BaseException | None) -> InputError | None:
-    """``err`` itself, or the error it was raised from, when that is one of our `InputError`\ s."""
+    """``err`` itself, or the error it was raised from, when that is one of our `InputError` errors."""
     seen = 0
     while err is not None and seen < 5:  # a host tool may re-raise ours ``from`` it; look a few links down
         if isinstance(err, InputError):
@@ -101,7 +101,7 @@ def our_input_error(err: BaseException | None) -> InputError | None:
 def install_one_line_exit(prog: str) -> None:
     """For a host command line we do not own (plain ``lm_eval``): our uncaught `InputError` ends as one line.
 
-    Installs a ``sys.excepthook``: when the program dies of one of our `InputError` s, it prints
+    Installs a ``sys.excepthook``: when the program dies of one of our `InputError` errors, it prints
     ``prog: error: ...`` (unless `announced` or our task loader already said it) and exits with
     code 2, as ``longrm`` does, instead of a traceback and exit code 1. Every other exception goes
     to the previous hook untouched, so the host's own errors look exactly as before; with

@@ -28,6 +28,7 @@ from typing import Iterator
 from longrm_tasks.data.provenance import Provenance
 from longrm_tasks.errors import InputError
 from longrm_tasks.jsonl import iter_jsonl
+from longrm_tasks.paths import require_regular_file
 from longrm_tasks.metrics import compute_metrics
 from longrm_tasks.predictions import judged_from_prediction
 from longrm_tasks.report.layout import JUDGE_KINDS, Run
@@ -67,6 +68,7 @@ def find_results(path: Path) -> list[Path]:
 
 
 def read_json(path: Path) -> dict:
+    require_regular_file(path)  # a FIFO named results_*.json would block the read: named instead
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:

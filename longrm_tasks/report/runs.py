@@ -14,6 +14,7 @@ from typing import Sequence
 
 from longrm_tasks.data.provenance import Provenance
 from longrm_tasks.errors import InputError
+from longrm_tasks.paths import require_regular_file
 from longrm_tasks.report.layout import TABLE1, TABLE2, Run
 from longrm_tasks.report.lm_eval_runs import is_lm_eval_results, load_lm_eval_runs
 from longrm_tasks.report.names import label, split_name, unique_labels
@@ -72,8 +73,10 @@ def load_runs(path: str, name: str | None = None, use_samples: bool = True) -> l
     if not str(path).strip():
         raise InputError(f"empty run path{f' in {name}=' if name else ''}")
     p = Path(path)
-    if not p.exists():
+    if not p.exists() and not p.is_symlink():
         raise InputError(f"run not found: {p}")
+    if not p.is_dir():  # a FIFO, socket or broken link is named for what it is (and never opened)
+        require_regular_file(p)
     single = load_score_json(p)
     runs = [single] if single is not None else load_lm_eval_runs(p, use_samples)
     if not runs:

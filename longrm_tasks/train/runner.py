@@ -25,7 +25,7 @@ from pathlib import Path
 
 from longrm_tasks.atomic import check_writable, write_text
 from longrm_tasks.errors import InputError
-from longrm_tasks.paths import contained
+from longrm_tasks.paths import contained, file_problem
 from longrm_tasks.train.records import DataFile
 from longrm_tasks.train.recipe import TINY_RANDOM, Recipe, Stage, config_class
 from longrm_tasks.train.stages import STAGES
@@ -228,8 +228,12 @@ def check_data(recipe: Recipe, stages: list[Stage]) -> None:
     for stage in stages:
         for key in ("data", "eval_data"):
             path = getattr(stage, key)
-            if path is None or path.is_file():
+            problem = None if path is None else file_problem(path)  # stat only: never opens a FIFO
+            if problem is None:
                 continue
+            if problem != "file not found":  # a folder, FIFO, broken link... named for what it is
+                raise InputError(f"data file {path} {problem}", path=str(recipe.path),
+                                 field=f"stages.{stage.name}.{key}")
             hint = " (an environment variable in it is not set)" if "$" in str(path) else ""
             raise InputError(f"data file not found: {path}{hint}", path=str(recipe.path),
                              field=f"stages.{stage.name}.{key}")
