@@ -42,7 +42,8 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
             found = sorted(p.glob("*.jsonl"))
             if not found:
                 raise InputError(f"no *.jsonl prediction files in folder {p}")
-            out.extend(found)
+            # x.jsonl in the folder must be a file: a folder, FIFO or broken link there is named, not skipped
+            out.extend(Path(require_regular_file(f)) for f in found)
         elif p.exists() or p.is_symlink():  # a FIFO, socket or broken link is named for what it is
             out.append(Path(require_regular_file(p)))
         else:
