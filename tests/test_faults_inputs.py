@@ -352,11 +352,11 @@ def _hook_installed() -> bool:
             and os.environ.get("LONGRM_TASKS_NO_HOOK", "").strip().lower() in ("", "0", "false", "no"))
 
 
-def _plain_lm_eval(tmp: Path, metadata: str, **env):
+def _plain_lm_eval(tmp: Path, metadata: str, *extra: str, **env):
     run_env = {k: v for k, v in os.environ.items() if k != cli.DEBUG_ENV}
     run_env.update(env)
     return subprocess.run([sys.executable, "-m", "lm_eval", "--model", "dummy", "--tasks", RM_TASK,
-                           "--metadata", metadata], cwd=tmp, capture_output=True, text=True, env=run_env,
+                           "--metadata", metadata, *extra], cwd=tmp, capture_output=True, text=True, env=run_env,
                           timeout=300)
 
 
@@ -376,6 +376,21 @@ PLAIN_ROWS = [
 ]
 
 
+# Errors raised once lm-eval runs the task (building requests), outside our loader: said by the exit hook.
+RUN_ROWS = [
+    ("context-no-tokenizer", ["--limit", "1"], r"lm_eval: error: record Math/synthetic-Math-0000: field 'tokenizer': "
+                                               r"the judge prompt was not rendered because no tokenizer was known: .*"),
+    ("fewshot", ["--limit", "1", "--num_fewshot", "1"],
+     r"lm_eval: error: field 'num_fewshot': Long-RewardBench is zero-shot: .*"),
+]
+
+
+def _one_error_line(stderr: str, expect: str) -> None:
+    ours = [line for line in stderr.splitlines()
+            if line.startswith("lm_eval: error:") or re.match(r"Long-RewardBench: (field '|/)", line)]
+    assert len(ours) == 1 and re.fullmatch(expect, ours[0]), ours
+
+
 @pytest.mark.parametrize("name, setup, metadata, expect", PLAIN_ROWS, ids=[r[0] for r in PLAIN_ROWS])
 def test_plain_lm_eval_fault(name, setup, metadata, expect, tmp_path):
     pytest.importorskip("lm_eval")
@@ -385,11 +400,22 @@ def test_plain_lm_eval_fault(name, setup, metadata, expect, tmp_path):
         setup(tmp_path)
     before = _files(tmp_path)
     done = _plain_lm_eval(tmp_path, metadata)
-    ours = [line for line in done.stderr.splitlines() if line.startswith(("Long-RewardBench: ", "lm_eval: error:"))]
     assert done.returncode == 2, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
-    assert len(ours) == 1 and re.fullmatch(expect, ours[0]), ours
+    _one_error_line(done.stderr, expect)
     assert _files(tmp_path) == before
+
+
+@pytest.mark.parametrize("name, extra, expect", RUN_ROWS, ids=[r[0] for r in RUN_ROWS])
+def test_plain_lm_eval_run_time_fault(name, extra, expect, tmp_path):
+    pytest.importorskip("lm_eval")
+    if not _hook_installed():
+        pytest.skip("the start-up hook is not installed in this interpreter")
+    done = _plain_lm_eval(tmp_path, '{"data_dir": "sample"}', *extra)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    _one_error_line(done.stderr, expect)
+    assert _files(tmp_path) == set()
 
 
 def test_plain_lm_eval_debug_keeps_the_traceback(tmp_path):
