@@ -87,14 +87,14 @@ def iter_jsonl(path: str | os.PathLike, *,
                 found = non_finite_field(obj, allow_non_finite or ())
                 if found is not None:
                     field, value = found
-                    raise InputError(f"non-finite number {_json_name(value)}: expected a finite number (NaN and "
-                                     "Infinity are not JSON numbers)", path=path, line=lineno,
-                                     field=field or None)
+                    raise InputError(non_finite_message(value), path=path, line=lineno, field=field or None)
             yield lineno, obj
 
 
-def _json_name(value: float) -> str:
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+def non_finite_message(value: float) -> str:
+    """The refusal of a NaN/inf number, named as it is written in JSON."""
+    name = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return f"non-finite number {name}: expected a finite number (NaN and Infinity are not JSON numbers)"
 
 
 def write_jsonl(path: str | os.PathLike, rows) -> int:

@@ -117,6 +117,16 @@ def recipe(stage_name: str | None = None, *, name: str | None = None, extra: str
     return build
 
 
+def training_data(suffix: str):
+    """``t.jsonl`` / ``t.json`` (a JSON list): two SFT records, the second with a NaN inside its prompt."""
+    def build(tmp: Path) -> None:
+        good = '{"prompt": [{"role": "user", "content": "q"}], "completion": [{"role": "assistant", "content": "a"}]}'
+        bad = good.replace('"content": "q"}', '"content": "q", "score": NaN}')
+        text = f"{good}\n{bad}\n" if suffix == "jsonl" else f"[{good},\n{bad}]\n"
+        (tmp / f"t.{suffix}").write_text(text)
+    return build
+
+
 def planted_link(tmp: Path) -> None:
     """``out/sft`` already exists as a symlink to a folder outside ``out``."""
     recipe()(tmp)
@@ -194,6 +204,10 @@ LONGRM_ROWS = [
         out="out"),
     *[Row(f"validate-{kind}", data_folder(kind), ["validate", "--data", "d"],
           rf"^longrm validate: error: d/LongQA\.jsonl: {SPECIAL[kind]}") for kind in SPECIAL],
+    *[Row(f"validate-data-dir-{kind}", run_path(kind, "d"), ["validate", "--data", "d"],
+          rf"^longrm validate: error: d: field 'data_dir': {SPECIAL[kind].split(', expected')[0]}( \(.*\))?, "
+          r"expected a folder "
+          r"of \{Config\}\.jsonl files$") for kind in ("fifo", "socket", "dangling", "loop")],
     *[Row(f"validate-one-config-{kind}", data_folder(kind, config="Math"), ["validate", "--data", "d", "--configs",
                                                                             "Math"],
           rf"^longrm validate: error: d/Math\.jsonl: {SPECIAL[kind]}") for kind in ("fifo", "folder")],
@@ -230,6 +244,10 @@ LONGRM_ROWS = [
                                                     '"ctx_length": "4k", "id": "b"}'),
         ["score", "--predictions", "p/preds.jsonl"],
         r"^longrm score: error: p/preds\.jsonl:2: field 'output': score 0 is inf; expected a number"),
+    *[Row(f"train-data-{suffix}-nan", both(recipe(), training_data(suffix)),
+          TRAIN + ["--output-dir", "out", "--stage", "sft", "--set", f"stages.sft.data=t.{suffix}"],
+          rf"^longrm train: error: /.*/t\.{suffix}:2: field 'prompt\[0\]\.score': non-finite number", out="out")
+      for suffix in ("jsonl", "json")],
     Row("train-recipe-nan", recipe(extra="    lora: {lora_dropout: .nan}\n"), TRAIN + ["--output-dir", "out"],
         r"^longrm train: error: r\.yaml: field 'stages\[1\]\.lora\.lora_dropout': must be a finite number, got nan$",
         out="out"),
@@ -267,7 +285,8 @@ def test_longrm_fault(row, tmp_path, monkeypatch, capsys):
     before = _files(tmp_path)
     code = cli.main(list(row.argv))
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
+    # every line but progress bars (train builds its tiny base model before it reads the data)
+    lines = [line for line in err.splitlines() if line.strip() and not re.search(r"\d+%\|", line)]
     assert code == 2, err
     assert "Traceback" not in err
     assert len(lines) == 1 and re.search(row.expect, lines[0]), lines

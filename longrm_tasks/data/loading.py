@@ -17,7 +17,7 @@ from longrm_tasks.errors import InputError
 from longrm_tasks.jsonl import iter_jsonl
 from longrm_tasks.data.provenance import Provenance
 from longrm_tasks.orders import assign_paper_orders
-from longrm_tasks.paths import require_regular_file
+from longrm_tasks.paths import file_problem, require_regular_file
 
 SAMPLE_DIR = Path(__file__).with_name("sample")
 HUB_TIMEOUT_S = 10  # one request to learn the commit; no network must not cost half a minute of retries
@@ -169,7 +169,11 @@ def resolve_data_dir(data: str | os.PathLike) -> Path | None:
         return SAMPLE_DIR
     path = Path(data).expanduser()
     if not path.is_dir():
-        raise InputError(f"data folder not found: {path.resolve()}", field="data_dir")
+        problem = file_problem(path)  # stat only; a FIFO or broken link is named for what it is
+        if problem == "file not found":
+            raise InputError(f"data folder not found: {path.resolve()}", field="data_dir")
+        what = "is a file" if problem is None else problem.replace(", expected a regular file", "")
+        raise InputError(f"{what}, expected a folder of {{Config}}.jsonl files", path=str(path), field="data_dir")
     return path
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Union
 
 from longrm_tasks.errors import InputError
-from longrm_tasks.jsonl import iter_jsonl
+from longrm_tasks.jsonl import iter_jsonl, non_finite_field, non_finite_message
+from longrm_tasks.paths import file_problem, require_regular_file
 
 # A prompt or response is plain text or a list of chat messages ({"role", "content"}).
 Turns = Union[str, list]
@@ -126,8 +127,9 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[Where, dict]]:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[Where, dict]]:
-    if not path.is_file():
+    if file_problem(path) == "file not found":
         raise InputError("data file not found", path=str(path))
+    require_regular_file(path)  # stat only: a FIFO must not block _is_json_list's peek
     if _is_json_list(path):
         try:
             items = json.loads(path.read_text(encoding="utf-8"))
@@ -139,6 +141,9 @@ def _read_jsonl(path: Path) -> Iterator[tuple[Where, dict]]:
             where = Where(str(path), index)
             if not isinstance(record, dict):
                 raise where.error(f"record must be a JSON object, got {type(record).__name__}")
+            bad = non_finite_field(record)  # as iter_jsonl does for JSONL: NaN/Infinity are not numbers
+            if bad is not None:
+                raise where.error(non_finite_message(bad[1]), field=bad[0])
             yield where, record
         return
     for number, record in iter_jsonl(path):
