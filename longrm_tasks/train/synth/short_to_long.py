@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from longrm_tasks.errors import InputError
+from longrm_tasks.paths import require_regular_file
 from longrm_tasks.train.synth import MAX_LISTED_IDS, read_jsonl
 
 # Verbatim from the authors' data (typos included): the judge model was trained on this wording.
@@ -189,9 +190,11 @@ def expand_corpus_paths(paths: Sequence[str | Path]) -> list[Path]:
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")))
-        elif p.is_file():
-            out.append(p)
+            # every entry but sub-folders and hidden files: a FIFO or broken link in the corpus is named, not skipped
+            out.extend(Path(require_regular_file(f)) for f in sorted(p.rglob("*"))
+                       if not (f.is_dir() or f.name.startswith(".")))
+        elif p.exists() or p.is_symlink():
+            out.append(Path(require_regular_file(p)))
         else:
             raise InputError("distractor corpus not found", path=str(p))
     return out
