@@ -201,7 +201,9 @@ def test_other_errors_and_debug_mode_go_to_the_previous_hook(hook, monkeypatch, 
     assert hook == [theirs, ours] and capsys.readouterr().err == ""
 
 
-def test_hook_is_only_for_lm_evals_command_line():
+def test_hook_is_only_for_lm_evals_command_line(monkeypatch):
     from longrm_tasks.adapters.lm_eval_plugin import running_lm_eval_cli
 
     assert not running_lm_eval_cli()  # pytest (a library user of lm-eval) keeps Python's own behaviour
+    monkeypatch.setattr(sys, "argv", ["lm_eval", "--model", "dummy"])  # what `longrm eval` hands lm-eval's parser
+    assert not running_lm_eval_cli()

@@ -118,10 +118,12 @@ def _step_aside() -> bool:
 
 def running_lm_eval_cli() -> bool:
     """This process is lm-eval's own command line (``lm_eval ...`` or ``python -m lm_eval ...``)."""
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
     if spec is not None and getattr(spec, "name", None) == "lm_eval.__main__":
         return True
-    return Path(sys.argv[0] if sys.argv else "").name in ("lm_eval", "lm-eval")
+    # The console script; not sys.argv[0], which `longrm eval` sets to "lm_eval" for lm-eval's parser.
+    return Path(getattr(main, "__file__", None) or "").name in ("lm_eval", "lm-eval")
 
 
 def one_line_errors_under_lm_eval() -> None:
