@@ -82,6 +82,11 @@ def data_folder(special: str | None = None, *, config: str = "LongQA", edit: tup
     return build
 
 
+def pair_row(**fields) -> str:
+    """A PairWise prediction line; a string value ``"@NaN"`` is written as the bare literal NaN."""
+    return re.sub(r'"@([^"]+)"', r"\1", json.dumps(dict(PAIR, **fields)))
+
+
 def predictions(special: str | None = None, *, bad_row: str | None = None, name: str = "preds.jsonl"):
     """``p/preds.jsonl`` (one good row, then ``bad_row`` as written); or ``p/{name}`` made special."""
     def build(tmp: Path) -> None:
@@ -230,18 +235,13 @@ LONGRM_ROWS = [
                                                                '"candidates_score": [NaN'), line=4),
         ["validate", "--data", "d"],
         r"^longrm validate: error: d/Cite\.jsonl:4: field 'candidates_score\[0\]': non-finite number NaN"),
-    Row("score-nan-count", predictions(bad_row='{"output": "[[A]]", "shuffled_order": [0, 1], "subset": "LongQA", '
-                                               '"tasktype": "PairWise", "subtype": "same", "ctx_length": "4k", '
-                                               '"id": "b", "truncated_tokens": NaN}'),
+    Row("score-nan-count", predictions(bad_row=pair_row(id="b", truncated_tokens="@NaN")),
         ["score", "--predictions", "p/preds.jsonl"],
         r"^longrm score: error: p/preds\.jsonl:2: field 'truncated_tokens': non-finite number NaN"),
-    Row("score-nan-order", predictions(bad_row='{"output": "[[A]]", "shuffled_order": [0, NaN], "subset": "LongQA", '
-                                               '"tasktype": "PairWise", "subtype": "same", "ctx_length": "4k"}'),
+    Row("score-nan-order", predictions(bad_row=pair_row(shuffled_order=[0, "@NaN"])),
         ["score", "--predictions", "p/preds.jsonl"],
         r"^longrm score: error: p/preds\.jsonl:2: field 'shuffled_order\[1\]': non-finite number NaN"),
-    Row("score-infinite-score", predictions(bad_row='{"output": [Infinity, 1.0], "shuffled_order": [0, 1], '
-                                                    '"subset": "LongQA", "tasktype": "PairWise", "subtype": "same", '
-                                                    '"ctx_length": "4k", "id": "b"}'),
+    Row("score-infinite-score", predictions(bad_row=pair_row(id="b", output=["@Infinity", 1.0])),
         ["score", "--predictions", "p/preds.jsonl"],
         r"^longrm score: error: p/preds\.jsonl:2: field 'output': score 0 is inf; expected a number"),
     *[Row(f"train-data-{suffix}-nan", both(recipe(), training_data(suffix)),
@@ -296,8 +296,7 @@ def test_longrm_fault(row, tmp_path, monkeypatch, capsys):
 def test_nan_in_scores_is_still_a_missing_score(tmp_path, monkeypatch, capsys):
     """The one place NaN means something: RewardBench's missing score in ``output`` (counted unparsed)."""
     monkeypatch.chdir(tmp_path)
-    predictions(bad_row='{"output": [NaN, 1.0], "shuffled_order": [0, 1], "subset": "LongQA", "tasktype": '
-                        '"PairWise", "subtype": "same", "ctx_length": "4k", "id": "b"}')(tmp_path)
+    predictions(bad_row=pair_row(id="b", output=["@NaN", 1.0]))(tmp_path)
     assert cli.main(["score", "--predictions", "p/preds.jsonl", "--json", "s.json"]) == 0
     assert json.loads((tmp_path / "s.json").read_text())["extra"]["unparsed"] == 1
 
