@@ -22,16 +22,38 @@ from longrm_tasks.paths import require_regular_file
 try:  # orjson parses the benchmark's multi-MB lines several times faster; optional
     import orjson as _orjson
 
-    _loads = _orjson.loads
+    _fast_loads = _orjson.loads
     _JSONError: tuple[type[Exception], ...] = (_orjson.JSONDecodeError, ValueError)
 except ImportError:  # pragma: no cover - depends on the environment
-    _loads = json.loads
+    _fast_loads = None
     _JSONError = (json.JSONDecodeError, ValueError)
 
-
-# An exponent this large overflows a float to inf; only such lines (or ones with a NaN/Infinity
-# literal) are walked for non-finite numbers, so ordinary lines cost one regex scan.
+# orjson refuses NaN/Infinity literals (so such a line falls back to `_loads_noting_non_finite`), but
+# a line it accepts could still hold a number that overflows to inf: that is looked for in the bytes.
 _HUGE_EXPONENT = re.compile(rb"[0-9][eE]\+?[0-9]{3}")
+
+
+def _loads_noting_non_finite(text: str) -> tuple[Any, bool]:
+    """Python's json, and whether any number it read is NaN or infinite.
+
+    The hooks run only for number tokens (never for text inside strings), so a text-heavy line
+    costs what a plain ``json.loads`` does."""
+    seen: list[str] = []
+
+    def constant(name: str) -> float:  # NaN, Infinity, -Infinity
+        seen.append(name)
+        return float(name)
+
+    def number(token: str) -> float:  # 1e999 overflows to inf
+        value = float(token)
+        if not math.isfinite(value):
+            seen.append(token)
+        return value
+
+    return json.loads(text, parse_constant=constant, parse_float=number), bool(seen)
+
+
+_MISSING = object()
 
 
 def non_finite_field(obj: Any, allowed: Collection[str] = ()) -> tuple[str, float] | None:
@@ -74,16 +96,20 @@ def iter_jsonl(path: str | os.PathLike, *,
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as err:
                 raise InputError(f"not valid UTF-8 (byte {err.start} of the line)", path=path, line=lineno) from None
-            try:
-                obj = _loads(text)
-            except _JSONError:
-                # orjson refuses NaN / Infinity, which Python's json (and RewardBench) write for
-                # missing scores: give the standard parser the last word.
+            strict = allow_non_finite is not True
+            obj, suspect = _MISSING, False
+            if _fast_loads is not None:
                 try:
-                    obj = json.loads(text)
+                    obj = _fast_loads(text)
+                    suspect = strict and _HUGE_EXPONENT.search(raw) is not None
+                except _JSONError:
+                    pass  # orjson refuses NaN / Infinity: the standard parser has the last word
+            if obj is _MISSING:
+                try:
+                    obj, suspect = _loads_noting_non_finite(text) if strict else (json.loads(text), False)
                 except json.JSONDecodeError as err:
                     raise InputError(f"invalid JSON ({err})", path=path, line=lineno) from None
-            if allow_non_finite is not True and (b"NaN" in raw or b"Infinity" in raw or _HUGE_EXPONENT.search(raw)):
+            if suspect:  # find where, to name the field
                 found = non_finite_field(obj, allow_non_finite or ())
                 if found is not None:
                     field, value = found
