@@ -121,9 +121,3 @@ def require_regular_file(path: str | os.PathLike, *, field: str | None = None) -
     if problem is not None:
         raise InputError(problem, path=path, field=field)
     return path
-
-
-def is_regular_file_or_link(entry: os.DirEntry | Path) -> bool:
-    """A folder entry that is not a sub-folder: what a listing must look at, not skip."""
-    path = Path(entry)
-    return not (path.is_dir() and not path.is_symlink())

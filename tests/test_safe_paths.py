@@ -152,6 +152,24 @@ def test_reader_refuses_non_finite_numbers_with_file_line_field(tmp_path, litera
     assert [obj for _, obj in iter_jsonl(path, allow_non_finite=True)][0]["ok"] == 1e300
 
 
+def test_reader_with_orjson_refuses_them_too(tmp_path, monkeypatch):
+    """orjson (optional) refuses NaN/Infinity literals itself but reads 1e999: both still end in the error."""
+    import json
+
+    from longrm_tasks import jsonl
+
+    def orjson_like(text):
+        return json.loads(text, parse_constant=lambda name: (_ for _ in ()).throw(ValueError(name)))
+
+    monkeypatch.setattr(jsonl, "_fast_loads", orjson_like)
+    for literal in ("NaN", "1e999"):
+        path = tmp_path / "x.jsonl"
+        path.write_text('{"a": [%s]}\n' % literal)
+        with pytest.raises(InputError, match=r"x\.jsonl:1: field 'a\[0\]': non-finite number"):
+            list(iter_jsonl(path))
+        assert len(list(iter_jsonl(path, allow_non_finite=True))) == 1
+
+
 # --- one line under a host command line (plain lm_eval) -------------------------------------------------------
 
 class _Exited(Exception):
