@@ -225,3 +225,36 @@ def test_hook_is_only_for_lm_evals_command_line(monkeypatch):
     assert not running_lm_eval_cli()  # pytest (a library user of lm-eval) keeps Python's own behaviour
     monkeypatch.setattr(sys, "argv", ["lm_eval", "--model", "dummy"])  # what `longrm eval` hands lm-eval's parser
     assert not running_lm_eval_cli()
+
+
+# --- names read from hand-edited lm-eval samples, joined when exporting predictions --------------------------
+
+def _lm_eval_run(folder: Path, config: str) -> Path:
+    """The smallest lm-eval output of one of our tasks: a results file and one logged generative sample."""
+    import json
+
+    stamp = "2025-01-01T00-00-00.000000"
+    task = "long_rewardbench_pairwise_longqa"
+    folder.mkdir(parents=True)
+    (folder / f"results_{stamp}.json").write_text(json.dumps({"results": {task: {}}, "configs": {task: {}},
+                                                              "n-samples": {task: {"effective": 1}}}))
+    doc = {"config": config, "id": "q1", "tasktype": "PairWise", "subtype": "same", "length": "4k",
+           "order": [0, 1], "judge": "generative", "parser": "reference", "orders": "paper", "protocol": "paper",
+           "presentation": 0, "truncated_tokens": 0, "skipped": False, "overlong": False}
+    sample = {"doc_id": 0, "doc": doc, "filtered_resps": ["[[A]]"]}
+    (folder / f"samples_{task}_{stamp}.jsonl").write_text(json.dumps(sample) + "\n")
+    return folder
+
+
+@pytest.mark.parametrize("config", ["../../escaped", "/abs/escaped", "a/b", ".."])
+def test_exported_prediction_names_from_samples_stay_inside(tmp_path, config):
+    pytest.importorskip("lm_eval")
+    from longrm_tasks.adapters.lm_eval_report import export_predictions
+
+    run = _lm_eval_run(tmp_path / "run", config)
+    out = tmp_path / "a" / "b" / "preds"
+    with pytest.raises(InputError, match=r"field 'subset': .*one safe path component"):
+        export_predictions(run, out)
+    assert not (tmp_path / "escaped.jsonl").exists() and not (tmp_path / "a" / "escaped.jsonl").exists()
+    assert not any(p.is_file() for p in (tmp_path / "a").rglob("*"))
+    assert [p.name for p in export_predictions(_lm_eval_run(tmp_path / "good", "LongQA"), out)] == ["LongQA.jsonl"]
