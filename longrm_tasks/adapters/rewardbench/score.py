@@ -42,6 +42,7 @@ from typing import Iterable, Sequence
 from longrm_tasks.adapters.rewardbench.export import META_FIELDS, read_export
 from longrm_tasks.errors import InputError
 from longrm_tasks.jsonl import iter_jsonl
+from longrm_tasks.paths import file_problem
 
 MODEL_TYPES = ("Seq. Classifier", "Custom Classifier", "DPO", "DPO Ref. Free", "Generative", "Generative RM")
 _RESULT_META = ("model", "model_type", "chat_template")
@@ -181,8 +182,9 @@ def read_scores(paths: Iterable[str | os.PathLike]) -> tuple[list[Scored], dict]
         if not files:
             raise InputError(f"no *.jsonl / *.json score files in folder {p}")
         for f in files:
-            if not f.is_file():
-                raise InputError(f"scores file not found: {f}")
+            if not f.is_file():  # a FIFO, folder or broken link is named for what it is (never opened)
+                raise InputError(f"scores file not found: {f}" if file_problem(f) == "file not found"
+                                 else file_problem(f), path=str(f))
             if f.suffix == ".json":
                 try:
                     obj = json.loads(f.read_text(encoding="utf-8"))
