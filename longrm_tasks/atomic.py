@@ -11,6 +11,7 @@ where a good one was. `check_writable` lets a command refuse a bad output path
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import stat
@@ -19,6 +20,20 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
 from longrm_tasks.errors import InputError
+
+# What a write() fails with when the disk is full, a quota or file-size limit (RLIMIT_FSIZE) is hit, or
+# the device fails: the OS names no file, so `_named` adds the destination's name.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO})
+
+
+def _named(err: BaseException, path, tmp: str | None = None) -> BaseException | None:
+    """``err`` again naming ``path``, when it is a nameless write failure or names our temporary file;
+    None otherwise (an input's error raised by the caller's code keeps its own name)."""
+    if not isinstance(err, OSError) or err.errno is None:
+        return None
+    if (err.filename is None and err.errno in _WRITE_ERRNOS) or (tmp is not None and err.filename == tmp):
+        return OSError(err.errno, err.strerror, str(path))  # OSError(ENOENT, ...) is a FileNotFoundError
+    return None
 
 
 def check_writable(path: str | os.PathLike, option: str | None = None, *, make_parents: bool = False) -> Path:
@@ -69,8 +84,14 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     if existing is not None and not stat.S_ISREG(existing.st_mode) and not stat.S_ISDIR(existing.st_mode):
         # /dev/null, /dev/stdout, a named pipe: a stream, not a file to replace (renaming over a
         # device node would destroy it). Write to it directly.
-        with open(path, mode, encoding=None if "b" in mode else encoding) as handle:
-            yield handle
+        try:
+            with open(path, mode, encoding=None if "b" in mode else encoding) as handle:
+                yield handle
+        except OSError as err:
+            named = _named(err, path)
+            if named is not None:
+                raise named from None
+            raise
         return
     # Through a symlink (results/latest.json -> run3.json) the file it points at is replaced, not the link.
     target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
@@ -88,9 +109,12 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        named = _named(err, path, tmp)  # the one-line error names the file the user asked for
+        if named is not None:
+            raise named from None
         raise
 
 

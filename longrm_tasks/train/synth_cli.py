@@ -11,7 +11,8 @@ beside it, so an interrupted or failed run continues with ``--resume`` and
 produces the same bytes as an uninterrupted one (`synth.progress`). Each step
 prints one JSON summary line on stdout with what it wrote and what it skipped
 (too short / too long contexts, no majority, parse failures, judgments cut at
-the token limit, records longer than a judge's context).
+the token limit, records longer than a judge's context, judge requests that
+failed and were retried).
 """
 from __future__ import annotations
 
@@ -135,6 +136,9 @@ def _run_resumably(out, total: int, work) -> None:
 
 
 def _warn(summary: dict) -> None:
+    if summary.get("failed_attempts"):
+        print(f"longrm synth: warning: {summary['failed_attempts']} judge requests failed (server error, malformed "
+              "or empty reply, timeout, dropped connection) and were retried (failed_attempts)", file=sys.stderr)
     if summary.get("cut_at_length"):
         print(f"longrm synth: warning: {summary['cut_at_length']} judgments were cut at the token limit "
               "(finish_reason: length) and voted as failures; raise --max-new-tokens", file=sys.stderr)

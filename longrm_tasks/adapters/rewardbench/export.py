@@ -343,6 +343,10 @@ def export_items(items: Sequence[Item], out_dir: str | os.PathLike, *, source: s
             if name not in produced and (out / name).exists():
                 (out / name).unlink()  # a stale file of an earlier, wider selection
         os.replace(staging / MANIFEST_FILE, out / MANIFEST_FILE)
+    except OSError as err:  # a full disk in the staging folder: name the file the user will look for
+        if err.filename and Path(err.filename).parent == staging:
+            raise OSError(err.errno, err.strerror, str(out / Path(err.filename).name)) from None
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return summary

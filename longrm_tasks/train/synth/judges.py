@@ -23,6 +23,7 @@ import http.client
 import json
 import os
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -95,10 +96,11 @@ class _Retry(Exception):
         self.wait = wait
 
 
-def _retry_after(err: urllib.error.HTTPError) -> float | None:
-    """A ``Retry-After: SECONDS`` header (429/503), capped at a minute; None when absent or a date."""
+def _retry_after(answer) -> float | None:
+    """A ``Retry-After: SECONDS`` header (429/503) of an HTTP error or response, capped at a minute;
+    None when absent or a date."""
     try:
-        return min(max(float(err.headers.get("Retry-After", "")), 0.0), 60.0)
+        return min(max(float(answer.headers.get("Retry-After", "")), 0.0), 60.0)
     except (TypeError, ValueError, AttributeError):
         return None
 
@@ -132,8 +134,12 @@ class OpenAIChatJudge:
                     raise InputError("the openai client is not installed: pip install openai", field="judge") from None
             else:
                 self._openai = openai
+                # The client's own retries are off: every retry goes through `_with_retries`, so both
+                # clients retry the same faults (a malformed reply too) and every failed attempt is counted.
                 self._client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key,
-                                             timeout=self.retry.timeout, max_retries=self.retry.retries)
+                                             timeout=self.retry.timeout, max_retries=0)
+        self.failed_attempts = 0  # attempts that failed and were retried or given up on (the run's summary)
+        self._count_lock = threading.Lock()
 
     def _request(self, messages: Conversation) -> dict:
         return {"model": self.model, "messages": messages, "temperature": self.settings.temperature,
@@ -144,22 +150,51 @@ class OpenAIChatJudge:
                           f"(last: {reason}); check the server, or raise --timeout / --retries", field="judge")
 
     def _post(self, messages: Conversation) -> Generation:
-        return self._post_openai(messages) if self._client is not None else self._post_urllib(messages)
+        if self._client is not None:
+            return self._with_retries(lambda: self._attempt_openai(messages))
+        body = json.dumps(self._request(messages)).encode("utf-8")
+        request = urllib.request.Request(
+            f"{self.base_url}/chat/completions", data=body, method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}"})
+        return self._with_retries(lambda: self._attempt(request))
 
-    def _post_openai(self, messages: Conversation) -> Generation:
+    def _with_retries(self, attempt_once) -> Generation:
+        """``attempt_once()`` until it returns, at most ``retries + 1`` times, backing off between tries."""
+        attempts = self.retry.retries + 1
+        for attempt in range(attempts):
+            try:
+                return attempt_once()
+            except _Retry as err:
+                with self._count_lock:
+                    self.failed_attempts += 1
+                if attempt == attempts - 1:
+                    raise self._gave_up(attempts, str(err)) from None
+                wait = self.retry.wait(attempt) if err.wait is None else err.wait
+            time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _attempt_openai(self, messages: Conversation) -> Generation:
+        """One round trip through the ``openai`` client: a Generation, or _Retry for a transient failure."""
         openai = self._openai
-        try:  # the client itself retries connection errors, timeouts, 408/409/429 and 5xx with backoff
+        try:
             reply = self._client.chat.completions.create(**self._request(messages))
         except openai.APIStatusError as err:
             body = f"{err.message} {getattr(err, 'body', '') or ''}"
             if is_context_error(err.status_code, body):
                 return Generation("", too_long=True)
+            if err.status_code >= 500 or err.status_code in RETRY_STATUS:
+                raise _Retry(f"HTTP {err.status_code}: {err.message[:200]}", _retry_after(err.response)) from None
             raise InputError(f"{self.name}: {self.base_url} answered HTTP {err.status_code}: {err.message}",
                              field="judge") from None
         except openai.APIConnectionError as err:  # includes APITimeoutError
-            raise self._gave_up(self.retry.retries + 1, f"{type(err).__name__}: {err}") from None
-        choice = reply.choices[0]
-        return Generation(choice.message.content or "", choice.finish_reason)
+            raise _Retry(f"{type(err).__name__}: {err}") from None
+        except (ValueError, openai.APIResponseValidationError) as err:  # a body that is not JSON
+            raise _Retry(f"not a chat completion: {type(err).__name__}: {err}"[:300]) from None
+        try:  # the client does not validate the shape: a reply without choices gets here
+            choice = reply.choices[0]
+            return Generation(choice.message.content or "", choice.finish_reason)
+        except (AttributeError, IndexError, KeyError, TypeError):
+            raise _Retry(f"not a chat completion: {str(reply)[:200]!r}") from None
 
     def _attempt(self, request: urllib.request.Request) -> Generation:
         """One HTTP round trip: a Generation, or _Retry for a transient failure."""
@@ -185,22 +220,6 @@ class OpenAIChatJudge:
             return Generation(choice["message"].get("content") or "", choice.get("finish_reason"))
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise _Retry(f"not a chat completion: {raw[:200].decode('utf-8', 'replace')!r}") from None
-
-    def _post_urllib(self, messages: Conversation) -> Generation:
-        body = json.dumps(self._request(messages)).encode("utf-8")
-        request = urllib.request.Request(
-            f"{self.base_url}/chat/completions", data=body, method="POST",
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}"})
-        attempts = self.retry.retries + 1
-        for attempt in range(attempts):
-            try:
-                return self._attempt(request)
-            except _Retry as err:
-                if attempt == attempts - 1:
-                    raise self._gave_up(attempts, str(err)) from None
-                wait = self.retry.wait(attempt) if err.wait is None else err.wait
-            time.sleep(wait)
-        raise AssertionError("unreachable")
 
     def generate(self, conversations: Sequence[Conversation]) -> list[Generation]:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:

@@ -128,17 +128,31 @@ class ResumableOutput:
         self.checkpoint(self.done, self.summary or {})
         return self
 
+    def _write_failed(self, err: OSError, path: Path) -> InputError:
+        # A full disk or file-size limit: the progress file still records the last complete unit of
+        # work, so the caller can say how far the run got and that --resume continues it.
+        return InputError(f"cannot write: {err.strerror or err}", path=str(path))
+
     def write(self, line: str) -> None:
-        self._handle.write(line.encode("utf-8"))
-        self._handle.flush()  # readers (tail -f, a second process) see each record as soon as it exists
+        try:
+            self._handle.write(line.encode("utf-8"))
+            self._handle.flush()  # readers (tail -f, a second process) see each record as soon as it exists
+        except OSError as err:
+            raise self._write_failed(err, self.output) from None
 
     def checkpoint(self, done: int, summary: dict) -> None:
         """``done`` input records are finished and their output is written: make that durable."""
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self.done = done
-        write_json(self.progress, {"format": FORMAT, "command": self.command, "done": done,
-                                   "bytes": self._handle.tell(), "summary": summary, "settings": self.settings})
+        try:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as err:
+            raise self._write_failed(err, self.output) from None
+        try:
+            write_json(self.progress, {"format": FORMAT, "command": self.command, "done": done,
+                                       "bytes": self._handle.tell(), "summary": summary, "settings": self.settings})
+        except OSError as err:
+            raise self._write_failed(err, self.progress) from None
+        self.done = done  # only once the progress file says so
 
     def finish(self) -> None:
         self._handle.flush()
@@ -149,4 +163,7 @@ class ResumableOutput:
     def close(self) -> None:
         """Stop without finishing (error, interrupt): the progress file stays for --resume."""
         if self._handle is not None and not self._handle.closed:
-            self._handle.close()
+            try:
+                self._handle.close()
+            except OSError:  # the disk is still full: what is unflushed is past the last checkpoint anyway
+                pass

@@ -144,6 +144,9 @@ class VoteSummary:
     too_long: int = 0  # records longer than some judge's context: skipped, not judged
     judged_full_context: int = 0  # no key-passage tag found: judges saw the whole prompt
     judgments: int = 0
+    # judge requests that failed (HTTP 5xx/429, malformed or empty reply, stall, dropped connection) and
+    # were retried: the run went on, but a server that fails often shows here
+    failed_attempts: int = 0
     dropped_ids: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -199,9 +202,13 @@ class ConsistencyVoter:
 
         ``first``: the input position of ``records[0]``, to name records without an ``id``."""
         prompts = [self._prompt(r) for r in records]
-        answers = [[as_generation(g) for g in judge.generate(prompts)] for judge in self.judges]
-        out = []
         s = self.summary
+        answers = []
+        for judge in self.judges:
+            failed_before = getattr(judge, "failed_attempts", 0)
+            answers.append([as_generation(g) for g in judge.generate(prompts)])
+            s.failed_attempts += getattr(judge, "failed_attempts", 0) - failed_before
+        out = []
         for i, record in enumerate(records):
             s.items += 1
             generations = [a[i] for a in answers]
