@@ -109,11 +109,21 @@ def prediction_row(sample: dict, *, path: str | None = None, line: int | None = 
     logged = _record(sample) or {}
     flags = {name: _flag(doc.get(name), logged.get(name), name, path, line)
              for name in ("overlong", "short_budget", "thinking")}
-    resps = sample.get("filtered_resps") or []
+    _check_doc_types(doc, path, line)
+    resps = sample.get("filtered_resps")
     if doc.get("skipped") or flags["overlong"]:
         output = None  # never judged: skipped is not scored, over-long is scored wrong
+    elif not isinstance(resps, list) or not resps:
+        # lm-eval logs the judged answer(s) of every sample; without them a hand-edited line would
+        # silently count as "no verdict"
+        got = "missing" if resps is None else f"got {type(resps).__name__} {resps!r:.100}"
+        raise InputError(f"expected the judge's answers as a non-empty list, {got}", path=path, line=line,
+                         field="filtered_resps")
     elif doc["judge"] == "generative":
-        output = resps[0] if resps else None
+        output = resps[0]
+        if not isinstance(output, str):
+            raise InputError(f"expected the generated text (a string), got {type(output).__name__} {output!r:.100}",
+                             path=path, line=line, field="filtered_resps")
     else:  # one (log-likelihood or reward, is_greedy) per shown answer; lm-eval logs them as strings
         try:
             output = [float(r[0] if isinstance(r, list) else r) for r in resps]
@@ -130,6 +140,22 @@ def prediction_row(sample: dict, *, path: str | None = None, line: int | None = 
     except KeyError as err:
         raise InputError("missing field in a Long-RewardBench sample", path=path, line=line,
                          field=f"doc.{err.args[0]}") from None
+
+
+def _check_doc_types(doc: dict, path: str | None, line: int | None) -> None:
+    """The doc fields a hand edit could turn into something Python would still take (``list("AB")``,
+    ``bool("no")``): refused with file:line:field rather than scored as something else."""
+    order = doc.get("order")
+    if not isinstance(order, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in order):
+        raise InputError(f"expected a list of answer positions, got {order!r:.100}", path=path, line=line,
+                         field="doc.order")
+    if "skipped" in doc and not isinstance(doc["skipped"], bool):
+        raise InputError(f"expected true or false, got {type(doc['skipped']).__name__} {doc['skipped']!r}",
+                         path=path, line=line, field="doc.skipped")
+    tokens = doc.get("truncated_tokens", 0)
+    if not isinstance(tokens, int) or isinstance(tokens, bool):
+        raise InputError(f"expected a whole number, got {type(tokens).__name__} {tokens!r:.100}", path=path,
+                         line=line, field="doc.truncated_tokens")
 
 
 def _flag(in_doc, in_record, name: str, path: str | None, line: int | None) -> bool:
