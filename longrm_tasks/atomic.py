@@ -14,6 +14,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -154,3 +155,48 @@ def refuse_overwriting_inputs(output: str | os.PathLike, inputs: Iterable[str | 
         if same:
             raise InputError(f"is also an input ({f}); writing there would destroy it: choose another path",
                              path=str(out), field=option)
+
+
+# How libraries that write with their own code say the disk is full: torch's zip writer and safetensors
+# raise RuntimeError / SafetensorError with the OS text ("File too large (os error 27)") or none at all.
+_WRITE_FAILURE_TEXT = re.compile(r"no space left|file too large|disk quota|os error (?:27|28|122)\b", re.IGNORECASE)
+_PROBE_BYTES = 1 << 20
+
+
+def _causes(err: BaseException | None) -> Iterator[BaseException]:
+    seen = 0
+    while err is not None and seen < 5:
+        yield err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+
+
+def out_of_space(err: BaseException, folder: str | os.PathLike, *,
+                 hint: str = "free space, then continue with --resume") -> InputError | None:
+    """One line for ``err`` when it means ``folder``'s disk is full (or a file-size limit was hit), else None.
+
+    For writers we do not own (a Trainer checkpoint: torch, safetensors), whose errors carry no errno
+    and often no reason either (torch: "unexpected pos 270144 vs 270036"): the error chain is read
+    for an errno or the OS's words, and failing that a 1 MiB probe file is written in ``folder``.
+    """
+    reason = None
+    for cause in _causes(err):
+        if isinstance(cause, OSError) and cause.errno in _WRITE_ERRNOS:
+            reason = cause.strerror or os.strerror(cause.errno)
+            break
+        found = _WRITE_FAILURE_TEXT.search(str(cause))
+        if found:
+            reason = found.group(0)
+            break
+    if reason is None and Path(folder).is_dir():
+        try:
+            with tempfile.TemporaryFile(dir=folder) as probe:
+                probe.write(b"\0" * _PROBE_BYTES)
+                probe.flush()
+                os.fsync(probe.fileno())
+        except OSError as probe_err:
+            if probe_err.errno in _WRITE_ERRNOS:
+                reason = probe_err.strerror or os.strerror(probe_err.errno)
+    if reason is None:
+        return None
+    return InputError(f"cannot write ({reason}): the disk is full or a file-size limit was reached; {hint}",
+                      path=str(folder))

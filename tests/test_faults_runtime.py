@@ -50,7 +50,7 @@ def longrm(*args, cwd, limit: int | None = None, env: dict | None = None, timeou
                           preexec_fn=_file_size_limit(limit) if limit else None)
 
 
-PROGRESS_BAR = re.compile(r"^[\w -]+:\s+\d+%\|")
+PROGRESS_BAR = re.compile(r"^([\w -]+:)?\s*\d+%\|")
 
 
 def one_line(proc, *needles, code=2) -> str:
@@ -179,6 +179,21 @@ def test_a_full_disk_while_writing_a_model_card_keeps_the_previous_card(tmp_path
                           preexec_fn=_file_size_limit(2000), timeout=120)
     one_line(proc, str(card), "file too large")
     assert card.read_text() == "previous card\n" and temporaries(tmp_path) == []
+
+
+def test_a_full_disk_while_saving_a_train_checkpoint_is_one_line(tmp_path):
+    """torch and safetensors report a full disk without a file name (torch: "unexpected pos ..."):
+    the stage folder is named, with how to go on; resuming past a cut-short checkpoint is in test_train_cli."""
+    proc = longrm("train", "--config", ROOT / "recipes" / "tiny_cpu.yaml", "--output-dir", tmp_path / "run",
+                  "--stage", "sft", "--set", "stages.sft.max_records=4", cwd=tmp_path, limit=300_000)
+    # training logs its progress on stderr (INFO lines, bars): the error is the one line that says error
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.replace("\r", "\n").splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, proc.stderr[-3000:]  # (the Trainer's bar may close after it)
+    line = errors[0]
+    assert line.startswith("longrm train: error: ") and str(tmp_path / "run" / "sft") in line
+    assert "file too large" in line.lower() and "--resume" in line
+    assert not (tmp_path / "run" / "sft" / "longrm_stage.json").exists()  # not marked finished
 
 
 def test_a_full_disk_stops_short_to_long_resumably(inputs, tmp_path):
@@ -549,3 +564,54 @@ def test_vote_against_a_judge_that_stays_down_resumes_to_the_same_bytes(inputs, 
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert summary["resumed_from"] == 2 and summary["written"] == 6
     assert out.read_bytes() == clean.read_bytes()
+
+
+# ---------------------------------------------------------------- hand-edited predictions and score JSON
+
+PREDICTION_EDITS = [  # (row id, line 3 as edited, the field named)
+    ("bad JSON line", lambda row: json.dumps(row)[:-5], "invalid JSON"),
+    ("missing field", lambda row: json.dumps({k: v for k, v in row.items() if k != "subset"}), "field 'subset'"),
+    ("output of the wrong type", lambda row: json.dumps(dict(row, output=3)), "field 'output'"),
+    ("order of the wrong type", lambda row: json.dumps(dict(row, shuffled_order="BA")), "field 'shuffled_order'"),
+    ("order of booleans", lambda row: json.dumps(dict(row, shuffled_order=[True, False])), "field 'shuffled_order'"),
+    ("non-finite order", lambda row: json.dumps(row).replace("[0, 1]", "[1, NaN]"), "shuffled_order[1]"),
+    ("unknown length", lambda row: json.dumps(dict(row, ctx_length=4)), "field 'ctx_length'"),
+    ("id of the wrong type", lambda row: json.dumps(dict(row, id=["x"])), "field 'id'"),
+]
+
+
+@pytest.mark.parametrize("row", PREDICTION_EDITS, ids=[e[0] for e in PREDICTION_EDITS])
+def test_score_names_a_hand_edited_prediction_line(row, tmp_path, capsys):
+    from longrm_tasks.cli import main
+
+    _, edit, needle = row
+    lines = [json.dumps(r) for r in PRED_ROWS]
+    lines[2] = edit(PRED_ROWS[2])
+    edited = tmp_path / "edited.jsonl"
+    edited.write_text("\n".join(lines) + "\n")
+    assert main(["score", "--predictions", str(edited), "--quiet", "--json", str(tmp_path / "s.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{edited}:3: " in err and needle in err, err
+    assert not (tmp_path / "s.json").exists()
+
+
+SCORE_JSON_EDITS = [  # (row id, edit of a `longrm score` JSON, what the line says)
+    ("a metric that is text", lambda d: json.dumps(dict(d, AVG="high")), "field 'AVG'"),
+    ("a metric that is a list", lambda d: json.dumps(dict(d, LongQA=[1])), "field 'LongQA'"),
+    ("no AVG", lambda d: json.dumps({k: v for k, v in d.items() if k != "AVG"}), "'AVG'"),
+    ("cut short", lambda d: json.dumps(d)[:-20], "not a JSON file"),
+    ("an array", lambda d: json.dumps([d]), "'AVG'"),
+]
+
+
+@pytest.mark.parametrize("row", SCORE_JSON_EDITS, ids=[e[0] for e in SCORE_JSON_EDITS])
+def test_report_names_a_hand_edited_score_json(row, inputs, tmp_path, capsys):
+    from longrm_tasks.cli import main
+
+    _, edit, needle = row
+    edited = tmp_path / "edited.json"
+    edited.write_text(edit(json.loads((inputs / "s.json").read_text())))
+    assert main(["report", str(edited), "--json", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{edited}: " in err and needle in err, err
+    assert not (tmp_path / "r.json").exists()

@@ -23,7 +23,7 @@ import shutil
 import time
 from pathlib import Path
 
-from longrm_tasks.atomic import check_writable, write_text
+from longrm_tasks.atomic import check_writable, out_of_space, write_text
 from longrm_tasks.errors import InputError
 from longrm_tasks.paths import contained, file_problem
 from longrm_tasks.train.records import DataFile
@@ -204,8 +204,15 @@ def run_stage(recipe: Recipe, stage: Stage, *, resume: bool = False, callbacks=(
         model_path, args, train_file, stage.eval_data, peft_config(stage), [counter, *callbacks])
     logger.info("stage %s (%s) from %s%s", stage.name, stage.kind, model_path,
                 f", resuming from {last}" if last else "")
-    result = trainer.train(resume_from_checkpoint=last)
-    _save_final(trainer, out)
+    try:
+        result = trainer.train(resume_from_checkpoint=last)
+        _save_final(trainer, out)
+    except Exception as err:  # a full disk while a checkpoint is saved: torch/safetensors name no file
+        full = out_of_space(err, out, hint="the last complete checkpoint is kept: free space, then rerun with "
+                                           "--resume")
+        if full is None:
+            raise
+        raise full from err
     summary = {
         "recipe": str(recipe.path), "stage": stage.name, "kind": stage.kind, "input_model": model_path,
         "global_step": trainer.state.global_step, "resumed_from": last and Path(last).name,
