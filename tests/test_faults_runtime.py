@@ -150,6 +150,17 @@ def test_a_full_disk_names_the_file_and_keeps_the_previous_one(row, inputs, tmp_
     assert out.read_bytes() != previous
 
 
+DEV_FULL = [row for row in WRITERS if row[0] in ("score --json", "report --markdown", "render --out")]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full") or not os.access("/dev", os.W_OK),
+                    reason="needs /dev/full in a writable /dev")
+@pytest.mark.parametrize("row", DEV_FULL, ids=[w[0] for w in DEV_FULL])
+def test_a_device_with_no_space_is_named(row, inputs, tmp_path):
+    """ENOSPC, as a full disk gives it (/dev/full is written directly: a device is never replaced)."""
+    one_line(longrm(*_argv(row[1], inputs, Path("/dev/full")), cwd=tmp_path), "/dev/full: no space left")
+
+
 def test_a_full_disk_during_a_rewardbench_export_keeps_the_previous_export(inputs, tmp_path):
     out = tmp_path / "rb"
     assert longrm("rewardbench", "export", "--data", "sample", "--out", out, cwd=tmp_path).returncode == 0
