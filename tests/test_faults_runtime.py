@@ -85,6 +85,9 @@ def inputs(tmp_path_factory):
     assert longrm("score", "--predictions", root / "p.jsonl", "--json", root / "s.json", "--quiet",
                   cwd=root).returncode == 0
     build_tokenizer().save_pretrained(root / "tok")
+    (root / "rb_scores.jsonl").write_text("".join(  # per-candidate scores, as `rewardbench score` reads them
+        json.dumps({"id": i, "subset": "LongQA", "scores_chosen": [c], "scores_rejected": [0.5]}) + "\n"
+        for i, c in (("a", 1.0), ("b", 0.1))))
     (root / "corpus.jsonl").write_text("".join(
         json.dumps({"text": " ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(25)) + "."}) + "\n"
         for i in range(200)))
@@ -126,6 +129,8 @@ WRITERS = [
     ("report --plot", ["report", "{in}/s.json", "--plot", "{out}"], "r.png", 2000),
     ("render --out", ["render", "--data", "sample", "--tokenizer", "{in}/tok", "--configs", "LongQA", "--out",
                       "{out}"], "prompts.jsonl", 4000),
+    ("rewardbench score --json", ["rewardbench", "score", "--scores", "{in}/rb_scores.jsonl", "--quiet", "--json",
+                                  "{out}"], "rb.json", 100),
 ]
 
 
@@ -250,6 +255,7 @@ FOLDER_AS_FILE = [
     ("report --json", ["report", "{in}/s.json", "--json", "{out}"]),
     ("report --plot", ["report", "{in}/s.json", "--plot", "{out}"]),
     ("render --out", ["render", "--data", "sample", "--tokenizer", "{in}/tok", "--out", "{out}"]),
+    ("rewardbench score --json", ["rewardbench", "score", "--scores", "{in}/rb_scores.jsonl", "--json", "{out}"]),
     ("synth short-to-long -o", [*S2L, "-o", "{out}"]),
     ("synth vote -o", ["synth", "vote", "--input", "{in}/judge_in.jsonl", "--judge", "openai:a@http://127.0.0.1:9/v1",
                        "--judge", "openai:b@http://127.0.0.1:9/v1", "-o", "{out}"]),
@@ -626,3 +632,22 @@ def test_report_names_a_hand_edited_score_json(row, inputs, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{edited}: " in err and needle in err, err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_an_input_error_inside_an_atomic_write_keeps_its_own_file_name(tmp_path):
+    """Only a nameless write failure (or one naming the temporary file) is renamed to the destination:
+    a caller's generator that fails to read an input still names that input."""
+    from longrm_tasks.atomic import out_of_space, write_jsonl
+
+    def rows():
+        yield {"a": 1}
+        open(tmp_path / "missing-input.jsonl")  # noqa: SIM115 - raises FileNotFoundError naming it
+
+    with pytest.raises(FileNotFoundError) as info:
+        write_jsonl(tmp_path / "out.jsonl", rows())
+    assert info.value.filename == str(tmp_path / "missing-input.jsonl")
+    assert not (tmp_path / "out.jsonl").exists() and temporaries(tmp_path) == []
+    # A library's error that is not about space stays as it was (None: nothing to say about the disk).
+    assert out_of_space(RuntimeError("shape mismatch"), tmp_path) is None
+    named = out_of_space(RuntimeError("Error while serializing: I/O error: File too large (os error 27)"), tmp_path)
+    assert str(tmp_path) in str(named) and "File too large" in str(named)
