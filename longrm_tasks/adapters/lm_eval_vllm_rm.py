@@ -15,10 +15,10 @@ of our shared-prefix cache). Engine options pass through to ``vllm.LLM``:
     torchrun --nproc-per-node=8 -m lm_eval --model vllm-rm \\
         --model_args pretrained=...,data_parallel_size=8 --tasks long_rewardbench_rm
 
-Written against vLLM's documented offline pooling API (>= 0.11) and tested
-here only without vLLM (argument translation, the missing-vLLM message, the
-request -> score mapping over a labelled stand-in engine): it has never run on
-vLLM itself.
+It logs one line with the context it fits items to and where that came from
+(``max_model_len``/``max_length`` argument, else the engine's own
+``max_model_len``). Tested on vLLM's CPU build (tests/test_vllm_lm_eval.py,
+marker ``vllm``): same prompts, over-context counts and rewards as ``hf-rm``.
 """
 from __future__ import annotations
 
@@ -61,6 +61,23 @@ class VLLMRewardModel(RewardModelLM):
                 trust_remote_code=_flag(trust_remote_code))
             if world_size > 1:
                 self._join_launch(world_size)
+        self._say_context(None if length is None else int(length),
+                          "max_model_len argument" if max_model_len is not None else "max_length argument")
+
+    def _say_context(self, given: int | None, given_source: str) -> None:
+        """One line: the context items are fitted to and where it came from (vLLM derives it when not given)."""
+        import sys
+
+        value = getattr(self.scorer, "max_length", None)
+        if given is not None and value == given:
+            source = given_source
+        else:
+            engine = getattr(getattr(getattr(self.scorer, "llm", None), "llm_engine", None), "model_config", None)
+            derived = getattr(engine, "max_model_len", None)
+            source = ("vLLM engine's max_model_len (derived from the model config)" if derived == value
+                      and value is not None else "the scorer's max_length")
+        shown = f"{value:,} tokens" if value else "unknown"
+        print(f"{self.MODEL_NAME}: context {shown} from {source}", file=sys.stderr)
 
     def _join_launch(self, world_size: int) -> None:
         """One engine per process: this process is lm-eval rank RANK of WORLD_SIZE, talking over vLLM's gloo group."""

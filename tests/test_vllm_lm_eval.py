@@ -1,0 +1,157 @@
+"""lm-eval on vLLM for real (its CPU build): ``--model vllm`` (generative and ``_ll``) and ``--model vllm-rm``
+on the bundled sample, against ``hf`` / ``hf-rm`` on the same tiny random weights, all in float32.
+
+Each run is the real ``python -m lm_eval`` command line (what users type). The context is 2,048 tokens
+(``max_model_len`` for vLLM, ``max_length`` for hf): with the test tokenizer 17 of the 58 sample prompts are
+longer, so the paper protocol's over-context rule is exercised on both sides, and ``protocol=fit`` must cut
+them instead (vLLM itself rejects a prompt over ``max_model_len``, so a clean run proves the cut).
+The tiny models have head_dim 32: vLLM's CPU attention kernels reject head_dim 16.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.vllm
+
+CONTEXT = 2048
+SAMPLE = '{"data_dir": "sample"}'
+GEN_TOKENS = "8"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from longrm_tasks.testing import save_tiny_model
+
+    root = tmp_path_factory.mktemp("vllm-models")
+    shape = dict(arch="llama", hidden=64, heads=2, kv_heads=1, layers=1, max_positions=4096)
+    return {"causal": save_tiny_model(root / "causal", "causal", **shape),
+            "rm": save_tiny_model(root / "rm", "seq-cls", **shape)}
+
+
+def lm_eval(tmp_path: Path, model: str, model_args: str, tasks: str, metadata: str = SAMPLE, *extra: str):
+    """One ``python -m lm_eval`` run: (results JSON, {task: {doc_id: sample}}, stderr)."""
+    out = tmp_path / f"out-{model}-{tasks.replace(',', '+')}"
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+    done = subprocess.run(
+        [sys.executable, "-m", "lm_eval", "--model", model, "--model_args", model_args, "--device", "cpu",
+         "--tasks", tasks, "--metadata", metadata, "--output_path", str(out), "--log_samples", *extra],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-6000:]
+    [results_file] = out.rglob("results_*.json")
+    samples = {}
+    for path in out.rglob("samples_*.jsonl"):
+        task = path.name[len("samples_"):].rsplit("_", 1)[0]
+        samples[task] = {row["doc_id"]: row for row in map(json.loads, path.read_text().splitlines())}
+    return json.loads(results_file.read_text()), samples, done.stderr
+
+
+def _vllm_args(path) -> str:
+    return f"pretrained={path},dtype=float32,max_model_len={CONTEXT},enforce_eager=True,seed=0"
+
+
+def _hf_args(path) -> str:
+    return f"pretrained={path},dtype=float32,max_length={CONTEXT}"
+
+
+@pytest.fixture(scope="module")
+def judge_runs(models, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("judge-runs")
+    tasks = "long_rewardbench,long_rewardbench_ll"
+    gen = ("--gen_kwargs", f"max_gen_toks={GEN_TOKENS}")
+    return {"vllm": lm_eval(tmp, "vllm", _vllm_args(models["causal"]), tasks, SAMPLE, *gen),
+            "hf": lm_eval(tmp, "hf", _hf_args(models["causal"]), tasks, SAMPLE, *gen)}
+
+
+@pytest.fixture(scope="module")
+def rm_runs(models, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rm-runs")
+    return {"vllm": lm_eval(tmp, "vllm-rm", _vllm_args(models["rm"]), "long_rewardbench_rm"),
+            "hf": lm_eval(tmp, "hf-rm", _hf_args(models["rm"]), "long_rewardbench_rm")}
+
+
+def _group(results: dict, group: str) -> dict:
+    return results["results"][group]
+
+
+def _prompts(rows: dict) -> dict:
+    return {doc_id: [arg["arg_0"] for arg in row["arguments"].values()] for doc_id, row in rows.items()}
+
+
+def _numbers(rows: dict) -> dict:
+    """doc_id -> the first number of every response (log-likelihood / reward), as floats."""
+    return {doc_id: [float(resp[0][0]) for resp in row["resps"]] for doc_id, row in rows.items()}
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    worst = 0.0
+    assert a.keys() == b.keys()
+    for key in a:
+        for x, y in zip(a[key], b[key], strict=True):
+            if math.isinf(x) or math.isinf(y):
+                assert x == y, (key, x, y)  # an over-context item: -inf on both sides
+            else:
+                worst = max(worst, abs(x - y))
+    return worst
+
+
+def test_generative_and_ll_judges_match_hf(judge_runs):
+    (vllm, vllm_samples, vllm_err), (hf, hf_samples, _) = judge_runs["vllm"], judge_runs["hf"]
+    for task in ("long_rewardbench_all", "long_rewardbench_ll_all"):
+        assert len(vllm_samples[task]) == len(hf_samples[task]) == 58
+        assert _prompts(vllm_samples[task]) == _prompts(hf_samples[task]), task  # identical prompts
+    for group in ("long_rewardbench", "long_rewardbench_ll"):
+        for count in ("extra/overlong", "extra/truncated", "extra/skipped", "extra/short_budget"):
+            assert _group(vllm, group)[f"{count},none"] == _group(hf, group)[f"{count},none"], (group, count)
+        assert _group(vllm, group)["extra/overlong,none"] == pytest.approx(17 / 58)  # paper: scored wrong
+        assert _group(vllm, group)["AVG,none"] == _group(hf, group)["AVG,none"]
+    # greedy outputs: the acceptance bar is 90 % identical; float32 on both sides gives all of them
+    texts = {name: {d: row["resps"][0][0] for d, row in samples["long_rewardbench_all"].items()}
+             for name, samples in (("vllm", vllm_samples), ("hf", hf_samples))}
+    same = sum(texts["vllm"][d] == texts["hf"][d] for d in texts["hf"]) / len(texts["hf"])
+    print(f"greedy outputs identical: {same:.1%}")
+    assert same >= 0.9
+    worst = _max_diff(_numbers(vllm_samples["long_rewardbench_ll_all"]), _numbers(hf_samples["long_rewardbench_ll_all"]))
+    print(f"log-likelihood max |vllm - hf|: {worst:.2e}")
+    assert worst < 1e-3
+    # the context: from max_model_len, one line with its value and source, recorded in the results
+    made = vllm["configs"]["long_rewardbench_all"]["metadata"]["longrm"]
+    assert made["max_length"] == CONTEXT and made["max_length_source"] == "vLLM max_model_len argument"
+    assert f"max_length {CONTEXT:,} from vLLM max_model_len argument" in vllm_err
+
+
+def test_reward_model_matches_hf_rm(rm_runs):
+    (vllm, vllm_samples, vllm_err), (hf, hf_samples, _) = rm_runs["vllm"], rm_runs["hf"]
+    task = "long_rewardbench_rm_all"
+    assert len(vllm_samples[task]) == len(hf_samples[task]) == 58
+    assert _prompts(vllm_samples[task]) == _prompts(hf_samples[task])
+    group = "long_rewardbench_rm"
+    for count in ("extra/overlong", "extra/truncated", "extra/skipped"):
+        assert _group(vllm, group)[f"{count},none"] == _group(hf, group)[f"{count},none"], count
+    assert _group(vllm, group)["extra/overlong,none"] > 0  # paper: over-context items scored wrong, counted
+    worst = _max_diff(_numbers(vllm_samples[task]), _numbers(hf_samples[task]))
+    print(f"reward max |vllm-rm - hf-rm|: {worst:.2e}")
+    assert worst < 1e-3
+    assert _group(vllm, group)["AVG,none"] == _group(hf, group)["AVG,none"]
+    assert [line for line in vllm_err.splitlines() if line.startswith("vllm-rm: context ")] == \
+        [f"vllm-rm: context {CONTEXT:,} tokens from max_model_len argument"]
+
+
+def test_fit_protocol_cuts_what_paper_scores_wrong(models, tmp_path):
+    fit = '{"data_dir": "sample", "protocol": "fit"}'
+    results, samples, _ = lm_eval(tmp_path, "vllm", _vllm_args(models["causal"]), "long_rewardbench", fit,
+                                  "--gen_kwargs", f"max_gen_toks={GEN_TOKENS}")
+    metrics = _group(results, "long_rewardbench")
+    assert metrics["extra/overlong,none"] == 0 and metrics["extra/truncated,none"] > 0
+    assert len(samples["long_rewardbench_all"]) == 58
+    rm, rm_samples, _ = lm_eval(tmp_path, "vllm-rm", _vllm_args(models["rm"]), "long_rewardbench_rm", fit)
+    metrics = _group(rm, "long_rewardbench_rm")
+    assert metrics["extra/overlong,none"] == 0 and metrics["extra/truncated,none"] > 0
+    rewards = _numbers(rm_samples["long_rewardbench_rm_all"])
+    assert all(math.isfinite(r) for values in rewards.values() for r in values)  # every item scored
