@@ -446,6 +446,11 @@ EDITS = [
     ("a generation that is not text", _set(["filtered_resps"], [3]), ":2", "field 'filtered_resps'"),
     ("missing doc.id", _set(["doc", "id"], KeyError), ":2", "doc.id"),
     ("a flag of the wrong type", _set(["doc", "skipped"], "no"), ":2", "skipped"),
+    ("an unknown parser", _set(["doc", "parser"], "q"), ":2", "doc.parser"),
+    ("an unknown judge", _set(["doc", "judge"], "x"), ":2", "doc.judge"),
+    ("a presentation that is text", _set(["doc", "presentation"], "x"), ":2", "doc.presentation"),
+    ("a non-finite length", _set(["doc", "length"], float("nan")), ":2", "ctx_length"),
+    ("truncated_tokens of the wrong type", _set(["doc", "truncated_tokens"], 1.5), ":2", "doc.truncated_tokens"),
     ("order of the wrong type", _set(["doc", "order"], "AB"), ":2", "order"),
     ("an array line", lambda line: "[1, 2]", ":2", "JSON object"),
 ]

@@ -33,6 +33,7 @@ from longrm_tasks.metrics import compute_metrics
 from longrm_tasks.predictions import judged_from_prediction
 from longrm_tasks.report.layout import JUDGE_KINDS, Run
 from longrm_tasks.report.names import label
+from longrm_tasks.verdicts import PARSERS
 
 TASK_PREFIX = "long_rewardbench"
 JUDGE_ORDER = ("generative", "loglikelihood", "reward")
@@ -152,6 +153,19 @@ def _check_doc_types(doc: dict, path: str | None, line: int | None) -> None:
     if "skipped" in doc and not isinstance(doc["skipped"], bool):
         raise InputError(f"expected true or false, got {type(doc['skipped']).__name__} {doc['skipped']!r}",
                          path=path, line=line, field="doc.skipped")
+    if doc.get("judge") not in JUDGE_ORDER:
+        raise InputError(f"unknown judge {doc.get('judge')!r} (expected one of {', '.join(JUDGE_ORDER)})",
+                         path=path, line=line, field="doc.judge")
+    if doc.get("parser", "reference") not in PARSERS:
+        raise InputError(f"unknown verdict parser {doc.get('parser')!r} (expected one of {', '.join(PARSERS)})",
+                         path=path, line=line, field="doc.parser")
+    presentation = doc.get("presentation", 0)
+    if not isinstance(presentation, int) or isinstance(presentation, bool):
+        raise InputError(f"expected a whole number, got {type(presentation).__name__} {presentation!r:.100}",
+                         path=path, line=line, field="doc.presentation")
+    if doc.get("orders") is not None and not isinstance(doc["orders"], str):
+        raise InputError(f"expected an order scheme name, got {type(doc['orders']).__name__} {doc['orders']!r:.100}",
+                         path=path, line=line, field="doc.orders")
     tokens = doc.get("truncated_tokens", 0)
     if not isinstance(tokens, int) or isinstance(tokens, bool):
         raise InputError(f"expected a whole number, got {type(tokens).__name__} {tokens!r:.100}", path=path,
