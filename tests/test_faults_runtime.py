@@ -401,7 +401,6 @@ def test_lm_eval_cache_killed_mid_run_and_rerun_does_no_work_twice(lm_eval_run):
     rerun, calls = lm_eval("rerun", cache="killed")  # the same cache: the two done generations are not redone
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert calls == N_DOCS - 2
-    assert f"Cached requests: 2, Requests remaining: {N_DOCS - 2}" in rerun.stderr
     assert _samples(root / "rerun") == _samples(root / "clean")
     clean = json.loads(_only(root / "clean", "results_*.json").read_text())["results"]
     again = json.loads(_only(root / "rerun", "results_*.json").read_text())["results"]
