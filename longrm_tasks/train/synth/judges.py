@@ -11,8 +11,10 @@ seed so reruns agree where the backend honours it.
 
 Long synthesis runs meet unreliable servers, so a request is retried with
 exponential backoff on dropped connections, timeouts (``timeout`` seconds per
-request, configurable), 408/429 and 5xx answers, and fails in one line naming
-the judge and the last error when ``retries`` are exhausted. Two outcomes are
+request, configurable), 408/429 and 5xx answers and replies that are not a chat
+completion (not JSON, no ``choices``), by one loop for both clients, and fails in
+one line naming the judge and the last error when ``retries`` are exhausted. Every
+failed attempt is counted (``failed_attempts``; the vote summary adds them up). Two outcomes are
 not failures but facts the caller counts: a judgment cut at the token limit
 (``finish_reason == "length"``) and a prompt longer than the judge's context
 (an HTTP 400 that says so; ``too_long``), which skips that record.
