@@ -212,6 +212,13 @@ def test_a_full_disk_while_saving_a_train_checkpoint_is_one_line(tmp_path):
     assert not (tmp_path / "run" / "sft" / "longrm_stage.json").exists()  # not marked finished
 
 
+def test_a_full_disk_while_the_demo_builds_its_model_is_one_line(tmp_path):
+    proc = longrm("demo", "--out", tmp_path / "demo", cwd=tmp_path, limit=50_000)
+    errors = [line for line in proc.stderr.replace("\r", "\n").splitlines() if "error" in line.lower()]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(errors) == 1, proc.stderr[-3000:]
+    assert errors[0].startswith(f"longrm demo: error: {tmp_path / 'demo'}: ") and "file too large" in errors[0].lower()
+
+
 def test_a_full_disk_stops_short_to_long_resumably(inputs, tmp_path):
     argv = _argv(S2L, inputs, tmp_path)
     clean, out = tmp_path / "clean.jsonl", tmp_path / "out.jsonl"

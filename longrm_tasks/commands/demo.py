@@ -106,7 +106,15 @@ def run(args) -> int:
         from longrm_tasks.testing import save_tiny_model
 
         transformers_logging.disable_progress_bar()  # a one-shard save needs no progress bar in the demo
-        model = save_tiny_model(out / "tiny-random-llama", kind="causal", arch="llama")
+        from longrm_tasks.atomic import out_of_space
+
+        try:
+            model = save_tiny_model(out / "tiny-random-llama", kind="causal", arch="llama")
+        except Exception as err:  # a full disk: safetensors says so without naming a file
+            full = out_of_space(err, out, hint="free space, then run the demo again")
+            if full is None:
+                raise
+            raise full from err
         print(f"model: a tiny random-weight Llama built at {model} (its scores are noise: this is a smoke test)")
 
     lm_eval_out = out / "lm-eval"
