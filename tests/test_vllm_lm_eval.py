@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -39,17 +40,29 @@ def lm_eval(tmp_path: Path, model: str, model_args: str, tasks: str, metadata: s
     """One ``python -m lm_eval`` run: (results JSON, {task: {doc_id: sample}}, stderr)."""
     out = tmp_path / f"out-{model}-{tasks.replace(',', '+')}"
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
-    done = subprocess.run(
-        [sys.executable, "-m", "lm_eval", "--model", model, "--model_args", model_args, "--device", "cpu",
-         "--tasks", tasks, "--metadata", metadata, "--output_path", str(out), "--log_samples", *extra],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-6000:]
+    log = tmp_path / f"{out.name}.log"
+    # Its own process group, output to a file: when lm_eval fails after vLLM started, vLLM's engine-core
+    # process can outlive it (holding any pipe open); the group is ended here either way.
+    with log.open("w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lm_eval", "--model", model, "--model_args", model_args, "--device", "cpu",
+             "--tasks", tasks, "--metadata", metadata, "--output_path", str(out), "--log_samples", *extra],
+            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=sink, start_new_session=True)
+        try:
+            returncode = proc.wait(timeout=900)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    stderr = log.read_text(errors="replace")
+    assert returncode == 0, stderr[-6000:]
     [results_file] = out.rglob("results_*.json")
     samples = {}
     for path in out.rglob("samples_*.jsonl"):
         task = path.name[len("samples_"):].rsplit("_", 1)[0]
         samples[task] = {row["doc_id"]: row for row in map(json.loads, path.read_text().splitlines())}
-    return json.loads(results_file.read_text()), samples, done.stderr
+    return json.loads(results_file.read_text()), samples, stderr
 
 
 def _vllm_args(path) -> str:
@@ -106,16 +119,21 @@ def test_generative_and_ll_judges_match_hf(judge_runs):
     for task in ("long_rewardbench_all", "long_rewardbench_ll_all"):
         assert len(vllm_samples[task]) == len(hf_samples[task]) == 58
         assert _prompts(vllm_samples[task]) == _prompts(hf_samples[task]), task  # identical prompts
-    for group in ("long_rewardbench", "long_rewardbench_ll"):
+    # over-context items under paper (counts): 17 prompts exceed 2,048 tokens, 18 with the ll verdict token
+    for group, overlong in (("long_rewardbench", 17), ("long_rewardbench_ll", 18)):
         for count in ("extra/overlong", "extra/truncated", "extra/skipped", "extra/short_budget"):
             assert _group(vllm, group)[f"{count},none"] == _group(hf, group)[f"{count},none"], (group, count)
-        assert _group(vllm, group)["extra/overlong,none"] == pytest.approx(17 / 58)  # paper: scored wrong
+        assert _group(vllm, group)["extra/overlong,none"] == overlong  # paper: scored wrong
         assert _group(vllm, group)["AVG,none"] == _group(hf, group)["AVG,none"]
-    # greedy outputs: the acceptance bar is 90 % identical; float32 on both sides gives all of them
-    texts = {name: {d: row["resps"][0][0] for d, row in samples["long_rewardbench_all"].items()}
-             for name, samples in (("vllm", vllm_samples), ("hf", hf_samples))}
-    same = sum(texts["vllm"][d] == texts["hf"][d] for d in texts["hf"]) / len(texts["hf"])
-    print(f"greedy outputs identical: {same:.1%}")
+    # greedy outputs of the scored (in-context) documents: the acceptance bar is 90 % identical; float32 on
+    # both sides gives all of them. Over-context documents send a 1-token placeholder whose output is never
+    # parsed (vLLM holds back a lone partial UTF-8 byte, hf decodes it as U+FFFD), so only their set is compared.
+    gen = {name: samples["long_rewardbench_all"] for name, samples in (("vllm", vllm_samples), ("hf", hf_samples))}
+    over = {name: {d for d, row in rows.items() if row["doc"]["overlong"]} for name, rows in gen.items()}
+    assert over["vllm"] == over["hf"] and len(over["hf"]) == 17
+    scored = [d for d in gen["hf"] if d not in over["hf"]]
+    same = sum(gen["vllm"][d]["resps"][0][0] == gen["hf"][d]["resps"][0][0] for d in scored) / len(scored)
+    print(f"greedy outputs identical: {same:.1%} of {len(scored)} scored documents")
     assert same >= 0.9
     worst = _max_diff(_numbers(vllm_samples["long_rewardbench_ll_all"]), _numbers(hf_samples["long_rewardbench_ll_all"]))
     print(f"log-likelihood max |vllm - hf|: {worst:.2e}")
@@ -144,7 +162,7 @@ def test_reward_model_matches_hf_rm(rm_runs):
 
 
 def test_fit_protocol_cuts_what_paper_scores_wrong(models, tmp_path):
-    fit = '{"data_dir": "sample", "protocol": "fit"}'
+    fit = json.dumps({"data_dir": "sample", "protocol": "fit", "max_gen_toks": int(GEN_TOKENS)})
     results, samples, _ = lm_eval(tmp_path, "vllm", _vllm_args(models["causal"]), "long_rewardbench", fit,
                                   "--gen_kwargs", f"max_gen_toks={GEN_TOKENS}")
     metrics = _group(results, "long_rewardbench")

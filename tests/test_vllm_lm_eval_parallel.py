@@ -86,3 +86,13 @@ def test_vllm_rm_data_parallel_under_torchrun_is_vllms_external_launcher(models,
     assert config.parallel_config.tensor_parallel_size == 1
     with pytest.raises(InputError, match="torchrun --nproc-per-node=2"):
         pooling_engine_args(str(models["rm"]), data_parallel_size=2, world_size=1)
+
+
+def test_vllm_rm_passes_other_engine_args_through_and_still_refuses_typos(models):
+    from longrm_tasks.adapters.lm_eval_vllm_rm import VLLMRewardModel, _engine_args
+    from longrm_tasks.errors import InputError
+
+    assert _engine_args({"enforce_eager": "true", "max_num_seqs": "4", "tensor_paralel_size": 2}) == \
+        {"enforce_eager": True, "max_num_seqs": 4}
+    with pytest.raises(InputError, match="did you mean 'tensor_parallel_size'"):
+        VLLMRewardModel(pretrained=str(models["rm"]), tensor_paralel_size=2)

@@ -8,7 +8,8 @@ of our shared-prefix cache). Engine options pass through to ``vllm.LLM``:
 ``tensor_parallel_size``, ``data_parallel_size`` (one engine per process under
 ``torchrun``, lm-eval sharding the documents), ``max_model_len``,
 ``gpu_memory_utilization``, ``dtype``, ``enable_prefix_caching``, ``seed``,
-``trust_remote_code``.
+``trust_remote_code``, and any other field of ``vllm.EngineArgs`` (``enforce_eager``,
+``max_num_seqs``, ...), as lm-eval's ``vllm`` model passes its extra kwargs.
 
     lm_eval --model vllm-rm --model_args pretrained=Skywork/Skywork-Reward-V2-Llama-3.1-8B,\\
         tensor_parallel_size=2,max_model_len=131072 --tasks long_rewardbench_rm
@@ -28,6 +29,32 @@ from typing import Any
 from longrm_tasks.adapters.lm_eval_rm import RewardModelLM, _flag, check_model_args, say_input_errors
 
 
+def _engine_args(given: dict[str, Any]) -> dict[str, Any]:
+    """The model args that are fields of ``vllm.EngineArgs`` (e.g. ``enforce_eager``, ``max_num_seqs``): passed to
+    ``vllm.LLM`` as lm-eval's own ``vllm`` model passes its extra kwargs; any other unknown key stays an error.
+    Values arrive as strings from ``--model_args``: converted to the field's default's type."""
+    import dataclasses
+    import importlib.util
+
+    if not given or importlib.util.find_spec("vllm") is None:
+        return {}  # without vLLM every unknown key is refused (the missing-vLLM message comes next)
+    from longrm_tasks.rm.vllm_scorer import import_vllm
+
+    fields = {f.name: f for f in dataclasses.fields(import_vllm().EngineArgs)}
+    out = {}
+    for key, value in given.items():
+        field = fields.get(key)
+        if field is None:
+            continue
+        default = field.default
+        if isinstance(default, bool):
+            value = _flag(value)
+        elif isinstance(default, (int, float)) and isinstance(value, str):
+            value = type(default)(value)
+        out[key] = value
+    return out
+
+
 class VLLMRewardModel(RewardModelLM):
     """lm-eval model over `VLLMRewardScorer`; build it from a checkpoint or around an existing scorer."""
 
@@ -44,7 +71,8 @@ class VLLMRewardModel(RewardModelLM):
         super().__init__()
         from longrm_tasks.rm.vllm_scorer import VLLMRewardScorer
 
-        check_model_args(type(self), unused, self.MODEL_NAME)
+        engine_extra = _engine_args(unused)
+        check_model_args(type(self), {k: v for k, v in unused.items() if k not in engine_extra}, self.MODEL_NAME)
         if max_length is not None and max_model_len is not None and int(max_length) != int(max_model_len):
             raise ValueError("pass max_model_len or max_length, not both")
         length = max_model_len if max_model_len is not None else max_length
@@ -58,7 +86,7 @@ class VLLMRewardModel(RewardModelLM):
                 tensor_parallel_size=int(tensor_parallel_size), data_parallel_size=int(data_parallel_size),
                 world_size=world_size, gpu_memory_utilization=float(gpu_memory_utilization),
                 enable_prefix_caching=_flag(enable_prefix_caching), seed=int(seed),
-                trust_remote_code=_flag(trust_remote_code))
+                trust_remote_code=_flag(trust_remote_code), **engine_extra)
             if world_size > 1:
                 self._join_launch(world_size)
         self._say_context(None if length is None else int(length),
