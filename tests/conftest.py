@@ -1,6 +1,8 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 # The oracle module lives next to the tests.
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -11,8 +13,6 @@ def pytest_collection_modifyitems(config, items):
     import importlib.util
     import os
 
-    import pytest
-
     if importlib.util.find_spec("vllm") is not None:
         return
     reason = ("needs vLLM (the `vllm` marker): run in the vLLM venv .ci/run builds "
@@ -22,3 +22,36 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(f"LONGRM_REQUIRE_VLLM=1 but vllm is not importable: {len(marked)} vLLM tests cannot run")
     for item in marked:
         item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def _logging_state():
+    import logging
+
+    loggers = [logging.getLogger(), logging.getLogger("lm_eval")]
+    return [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
+
+
+def _restore_logging(saved) -> None:
+    for lg, handlers, level, propagate in saved:
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate = propagate
+
+
+@pytest.fixture(autouse=True)
+def _isolated_logging():
+    """Every test leaves logging as it found it.
+
+    lm-eval's CLI (run in-process by many tests) adds a StreamHandler bound to the sys.stderr of that
+    moment, which is pytest's capture of that one test, and then marks logging configured for the process.
+    Left behind, the handler writes "--- Logging error --- Traceback" into later tests' stderr once that
+    capture is closed; so handlers, levels and lm-eval's flag are put back after each test.
+    """
+    saved = _logging_state()
+    utils = sys.modules.get("lm_eval.utils")
+    configured = getattr(utils, "_LOGGING_CONFIGURED", None)
+    yield
+    _restore_logging(saved)
+    utils = sys.modules.get("lm_eval.utils")
+    if utils is not None and hasattr(utils, "_LOGGING_CONFIGURED"):
+        utils._LOGGING_CONFIGURED = bool(configured)

@@ -337,21 +337,8 @@ def test_every_key_refuses_every_wrong_json_type(key, value):
     assert info.value.field == key
 
 
-@pytest.fixture
-def lm_eval_logging():
-    """lm-eval's CLI adds log handlers bound to this test's captured stderr; later tests must not write there."""
-    import logging
-
-    loggers = [logging.getLogger(), logging.getLogger("lm_eval")]
-    saved = [(lg, list(lg.handlers), lg.level) for lg in loggers]
-    yield
-    for lg, handlers, level in saved:
-        lg.handlers[:] = handlers
-        lg.setLevel(level)
-
-
 @pytest.mark.parametrize("key, value, message", METADATA_ROWS, ids=[k for k, _, _ in METADATA_ROWS])
-def test_longrm_eval_metadata_fault(key, value, message, tmp_path, monkeypatch, capsys, lm_eval_logging):
+def test_longrm_eval_metadata_fault(key, value, message, tmp_path, monkeypatch, capsys):
     pytest.importorskip("lm_eval")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
