@@ -20,6 +20,7 @@ import argparse
 import shutil
 import sys
 import textwrap
+from pathlib import Path
 
 HELP = "run lm-eval (same arguments as `lm_eval`) with the Long-RewardBench tasks and the hf-rm/vllm-rm models"
 
@@ -90,6 +91,31 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
+# Set to 1 to make `longrm eval` index lm-eval's own tasks even when every requested task is ours.
+FULL_INDEX_ENV = "LONGRM_TASKS_FULL_INDEX"
+
+
+def task_index():
+    """Index only our folder for runs of our tasks alone (`adapters.lm_eval_index`), unless switched off.
+
+    Outside the lm-eval versions that code was written for it steps aside: the full index
+    gives the same results, only slower.
+    """
+    import contextlib
+    import os
+
+    from longrm_tasks.adapters.lm_eval_index import narrow_task_index
+    from longrm_tasks.adapters.lm_eval_plugin import TASK_DIR
+    from longrm_tasks.compat import IncompatibleVersion
+
+    if os.environ.get(FULL_INDEX_ENV, "").strip().lower() not in ("", "0", "false", "no"):
+        return contextlib.nullcontext()
+    try:
+        return narrow_task_index(Path(TASK_DIR))
+    except IncompatibleVersion:
+        return contextlib.nullcontext()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run lm-eval's CLI on ``argv``; returns its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -109,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     # lm-eval's parser reads sys.argv itself (it inserts the implicit `run` there).
     saved, sys.argv = sys.argv, ["lm_eval", *argv]
     try:
-        cli_evaluate()
+        with task_index():
+            cli_evaluate()
     except SystemExit as done:  # argparse errors, --help, sys.exit("message")
         if done.code is None or isinstance(done.code, int):
             return done.code or 0
