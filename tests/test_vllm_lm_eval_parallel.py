@@ -92,7 +92,7 @@ def test_vllm_rm_passes_other_engine_args_through_and_still_refuses_typos(models
     from longrm_tasks.adapters.lm_eval_vllm_rm import VLLMRewardModel, _engine_args
     from longrm_tasks.errors import InputError
 
-    assert _engine_args({"enforce_eager": "true", "max_num_seqs": "4", "tensor_paralel_size": 2}) == \
+    assert _engine_args({"enforce_eager": "true", "max_num_seqs": 4, "tensor_paralel_size": 2}) == \
         {"enforce_eager": True, "max_num_seqs": 4}
     with pytest.raises(InputError, match="did you mean 'tensor_parallel_size'"):
         VLLMRewardModel(pretrained=str(models["rm"]), tensor_paralel_size=2)
