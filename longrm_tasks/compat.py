@@ -116,7 +116,7 @@ INTERNALS: dict[str, Internal] = {
         "TRL's trl.data_utils.common_prefix_length", "trl", "1.16", "2", "longrm_tasks.train.long_inputs"),
     "transformers_cache_layers": Internal(
         "transformers' cache layers (cache_utils.Cache(layers=...), DynamicLayer.lazy_initialization/"
-        "is_initialized/keys/values)", "transformers", "5.19", "6", "longrm_tasks.rm.prefix_scorer"),
+        "is_initialized/keys/values, DynamicSlidingWindowLayer.sliding_window keeping the last window-1 keys)", "transformers", "5.19", "6", "longrm_tasks.rm.prefix_scorer"),
     "transformers_sdpa_internals": Internal(
         "transformers' SDPA helpers (integrations.sdpa_attention.repeat_kv/sdpa_attention_forward, "
         "masking_utils.sdpa_mask/ALL_MASK_ATTENTION_FUNCTIONS/AttentionMaskInterface)",
@@ -213,6 +213,12 @@ def transformers_cache_layers():
     check("transformers_cache_layers")
     cache_utils = importlib.import_module("transformers.cache_utils")
     return cache_utils.Cache, cache_utils.DynamicCache, cache_utils.DynamicLayer
+
+
+def transformers_sliding_cache_layer():
+    """``transformers.cache_utils.DynamicSlidingWindowLayer`` (keeps a sliding layer's last ``sliding_window - 1`` keys)."""
+    check("transformers_cache_layers")
+    return importlib.import_module("transformers.cache_utils").DynamicSlidingWindowLayer
 
 
 def transformers_sdpa_helpers():

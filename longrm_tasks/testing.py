@@ -108,7 +108,22 @@ def _config(arch: str, vocab_size: int, hidden: int, layers: int, heads: int, kv
         return transformers.Qwen3Config(head_dim=hidden // heads, **common)
     if arch == "gemma":
         return transformers.GemmaConfig(head_dim=hidden // heads, **common)
-    raise ValueError(f"unknown tiny architecture {arch!r} (llama, qwen2, qwen3, gemma)")
+    # Sliding-window families, with a window short enough that test contexts cross it.
+    window = SLIDING_WINDOW
+    if arch == "gemma2":  # sliding/global alternation and attention-logit soft-capping (eager attention)
+        return transformers.Gemma2Config(head_dim=hidden // heads, sliding_window=window, attn_logit_softcapping=5.0,
+                                         query_pre_attn_scalar=hidden // heads, attn_implementation="eager", **common)
+    if arch == "gemma3":  # Gemma 3's sliding/global mix (every other layer global here, not every sixth)
+        types = ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)]
+        return transformers.Gemma3TextConfig(head_dim=hidden // heads, sliding_window=window, layer_types=types,
+                                             query_pre_attn_scalar=hidden // heads, **common)
+    if arch == "mistral":  # one window on every layer
+        return transformers.MistralConfig(head_dim=hidden // heads, sliding_window=window, **common)
+    raise ValueError(f"unknown tiny architecture {arch!r} ({', '.join(TINY_ARCHITECTURES)})")
+
+
+TINY_ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "mistral")
+SLIDING_WINDOW = 16  # tokens, on the tiny sliding-window architectures
 
 
 def build_model(kind: str = "causal", arch: str = "llama", *, tokenizer=None, hidden: int = 64,

@@ -322,3 +322,25 @@ def json_messages(context: str) -> list[dict]:
     from longrm_tasks.rm.requests import decode_rm_context
 
     return decode_rm_context(context)["messages"]
+
+
+@pytest.mark.parametrize("arch", ["gemma3", "gemma2", "mistral"])
+def test_sliding_window_classifiers_share_the_context_and_match_the_unshared_rewards(arch, tmp_path, caplog,
+                                                                                      capsys):
+    """Sliding layers (window 16 tokens, far inside the ~400-token context) and soft-capping (Gemma 2)."""
+    path = save_tiny_model(tmp_path / arch, kind="seq-cls", arch=arch, hidden=32, layers=2)
+    requests = _requests()
+    register_models(lm_eval.api.registry)
+    scores = {}
+    for share in ("true", "false"):
+        with caplog.at_level("WARNING"):
+            lm = get_model("hf-rm").create_from_arg_string(
+                f"pretrained={path},dtype=float32,batch_size=4,share_prefix={share}",
+                {"batch_size": 1, "max_batch_size": None, "device": "cpu"})
+            scores[share] = [s for s, _ in lm.loglikelihood(requests)]
+        summary = capsys.readouterr().err
+        if share == "true":
+            assert lm.scorer.share_prefix and "shared-prefix scoring is off" not in caplog.text
+            assert float(summary.split("unique = ")[1].split()[0]) == pytest.approx(1.0, abs=1e-3)
+    assert scores["true"] == pytest.approx(scores["false"], abs=1e-4)
+    assert scores["true"] == pytest.approx(_reference_scores(path, requests), abs=1e-4)

@@ -5,10 +5,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from longrm_tasks.testing import build_model
-from longrm_tasks.train.alignment_config import AlignmentConfig
-from longrm_tasks.train.alignment_data import load_alignment_dataset
-from longrm_tasks.train.alignment_trainer import AlignmentTrainer
+pytest.importorskip("trl", reason="the [train] extra (TRL) is not installed")
+
+from longrm_tasks.testing import build_model  # noqa: E402
+from longrm_tasks.train.alignment_config import AlignmentConfig  # noqa: E402
+from longrm_tasks.train.alignment_data import load_alignment_dataset  # noqa: E402
+from longrm_tasks.train.alignment_trainer import AlignmentTrainer  # noqa: E402
 
 
 def _records(n: int):

@@ -2,7 +2,9 @@
 import pytest
 import torch
 
-from longrm_tasks.train.response_head import target_logps
+pytest.importorskip("trl", reason="the [train] extra (TRL) is not installed")
+
+from longrm_tasks.train.response_head import target_logps  # noqa: E402
 
 
 def reference(hidden, weight, bias, targets, softcap, scale):

@@ -3,9 +3,11 @@ import json
 
 import pytest
 
-from longrm_tasks.errors import InputError
-from longrm_tasks.testing import build_tokenizer, save_tiny_model
-from longrm_tasks.train.reward import tokenize_preference_file
+pytest.importorskip("trl", reason="the [train] extra (TRL) is not installed")
+
+from longrm_tasks.errors import InputError  # noqa: E402
+from longrm_tasks.testing import build_tokenizer, save_tiny_model  # noqa: E402
+from longrm_tasks.train.reward import tokenize_preference_file  # noqa: E402
 
 TOK = build_tokenizer()
 LONG = "context " * 400

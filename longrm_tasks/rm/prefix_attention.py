@@ -46,8 +46,9 @@ def shared_prefix_attention(module, query, key, value, attention_mask, dropout: 
     if "longrm_layout" in kwargs:  # train/shared_context's packed layout: SDPA here would silently ignore it
         raise RuntimeError(f"a shared-context training forward reached the RM scorer's attention {IMPLEMENTATION!r}")
     lengths = kwargs.pop(REMAINDERS_KWARG, None)
+    # A sliding layer's window cuts into the prefix, which the split attends to in full: its mask decides there.
     if lengths is None or _CPU_FLASH is None or query.device.type != "cpu" or dropout or \
-            kwargs.get("softcap") is not None or query.shape[0] != 1:
+            kwargs.get("softcap") is not None or kwargs.get("sliding_window") is not None or query.shape[0] != 1:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
     groups = getattr(module, "num_key_value_groups", 1)

@@ -8,9 +8,21 @@ and the chat template's closing tokens — attends to that prefix's KV cache.
 Only the hidden state of each candidate's pooled token goes through the
 classification head.
 
+Sliding-window layers (Gemma 2/3's sliding/global mix, Mistral, Qwen2's
+``use_sliding_window``) share too: their cache keeps the prefix's last
+``window - 1`` keys (transformers' ``DynamicSlidingWindowLayer``), which is all
+a remainder can reach, and the remainders get one mask per layer type, built by
+the rule the trainer uses (`longrm_tasks.shared_prefix_rules.may_attend`): a
+full layer sees the whole prefix, a sliding layer only its window of prefix +
+candidate. Soft-capped attention (Gemma 2) is the model's own attention
+function behind that mask.
+
 ``share_prefix=False`` is the reference behaviour (one full forward per
-candidate), kept for comparison and as the fallback for models whose caches
-cannot be shared (sliding-window or linear-attention layers).
+candidate), kept for comparison and as the fallback for models whose attention
+cannot be shared (chunked, linear or sink attention, bidirectional layers). The
+fallback runs candidates without padding: equal lengths share a batch, others
+run one per forward, so memory follows each candidate's tokens, never
+candidates x the longest one.
 """
 from __future__ import annotations
 
@@ -28,15 +40,20 @@ from longrm_tasks.errors import InputError
 from longrm_tasks.rm.checkpoint import JUDGE_GROUPS
 from longrm_tasks.rm.formatting import FormattedItem, ScoringItem, common_prefix_length, format_item
 from longrm_tasks.rm.prefix_attention import IMPLEMENTATION, REMAINDERS_KWARG, use_shared_prefix_attention
+from longrm_tasks.shared_prefix_rules import PREFIX_SEGMENT, may_attend, shared_prefix_support
 
 # transformers cache layers, behind the version range they were written for (longrm_tasks.compat).
 Cache, DynamicCache, DynamicLayer = compat.transformers_cache_layers()
+DynamicSlidingWindowLayer = compat.transformers_sliding_cache_layer()
 
 logger = logging.getLogger(__name__)
 
 # Attribute names of the classification head in transformers' and common custom reward models.
 _HEAD_NAMES = ("score", "classifier", "v_head", "reward_head", "rm_head")
-_UNSHAREABLE = "its cache has sliding-window or linear-attention layers"
+_UNSHAREABLE = "its cache has layers other than full or sliding-window attention"
+# Attention implementations that take the explicit packed masks; others (flash kernels) get one remainder per
+# forward with no mask, where the cache offset makes it causal and the kernel applies the window itself.
+_MASKED_IMPLEMENTATIONS = ("sdpa", "eager", IMPLEMENTATION)
 # Most elements of one packed block mask (remainders x (prefix + remainders)): 4 GiB as bool. Short answers
 # after a 128K context pack inside it (4 x 4K tokens: 2.3G); the paper protocol's per-candidate cuts leave
 # remainders of ~65K tokens each, whose mask would take 26+ GB: those run one per forward, needing no mask.
@@ -130,10 +147,8 @@ def pooled_index(ids: Sequence[int], pad_token_id: int | None) -> int:
 
 
 def _sharing_unavailable_reason(model) -> str | None:
-    layer_types = getattr(model.config.get_text_config(), "layer_types", None) or []
-    if any(t != "full_attention" for t in layer_types):
-        return f"layers {sorted(set(layer_types))} are not all full attention"
-    return None
+    """Why this model's attention cannot run behind a shared prefix (the trainer's rules), or None."""
+    return shared_prefix_support(model.config)
 
 
 class FrozenPrefixLayer(DynamicLayer):
@@ -143,12 +158,15 @@ class FrozenPrefixLayer(DynamicLayer):
     keeps nothing, so the prefix stays intact for the next group of remainders
     and only one layer's concatenation is alive at a time (expanding a
     `DynamicCache` per candidate would copy the whole prefix cache per candidate).
+    On a sliding layer the keys are the prefix's last ones (at most ``window - 1``)
+    and ``window`` is set; the packed masks say which of them each remainder token sees.
     """
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, window: int | None = None):
         super().__init__()
         self.lazy_initialization(keys, values)
         self.keys, self.values = keys, values
+        self.window = window
 
     def update(self, key_states, value_states, *args, **kwargs):
         return torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2)
@@ -158,7 +176,7 @@ class PrefixCached(Exception):
     """Raised by `LastPrefixLayer` once the prefix's keys/values are stored in every layer."""
 
 
-class LastPrefixLayer(DynamicLayer):
+class _StoresThenStops:
     """The last layer's cache during the prefix prefill: store the keys/values, then stop the forward.
 
     Only the cache matters for the prefix, and the last layer's keys/values
@@ -173,11 +191,39 @@ class LastPrefixLayer(DynamicLayer):
         raise PrefixCached
 
 
+class LastPrefixLayer(_StoresThenStops, DynamicLayer):
+    """`_StoresThenStops` for a full-attention last layer."""
+
+
+class LastSlidingPrefixLayer(_StoresThenStops, DynamicSlidingWindowLayer):
+    """`_StoresThenStops` for a sliding-window last layer (keeps only its window, as the layer it replaces)."""
+
+
+_FULL_LAYERS = (DynamicLayer, LastPrefixLayer)
+_SLIDING_LAYERS = (DynamicSlidingWindowLayer, LastSlidingPrefixLayer)
+
+
+def last_prefix_layer(layer) -> DynamicLayer:
+    """The stopping stand-in for the prefill's last cache layer, of the same kind."""
+    if type(layer) in _SLIDING_LAYERS:
+        return LastSlidingPrefixLayer(sliding_window=layer.sliding_window)
+    return LastPrefixLayer()
+
+
 def frozen_prefix_cache(prefix_cache: DynamicCache) -> Cache | None:
-    """Read-only view of a prefix cache, or None when a layer is not a plain full-attention layer."""
-    if not all(type(layer) in (DynamicLayer, LastPrefixLayer) for layer in prefix_cache.layers):
+    """Read-only view of a prefix cache, or None when a layer is neither full nor sliding-window attention,
+    or sliding layers differ in window (the packed masks are one per layer type)."""
+    layers = []
+    for layer in prefix_cache.layers:
+        if type(layer) in _FULL_LAYERS:
+            layers.append(FrozenPrefixLayer(layer.keys, layer.values))
+        elif type(layer) in _SLIDING_LAYERS:
+            layers.append(FrozenPrefixLayer(layer.keys, layer.values, window=int(layer.sliding_window)))
+        else:
+            return None
+    if len({(layer.window, layer.keys.shape[-2]) for layer in layers if layer.window is not None}) > 1:
         return None
-    return Cache(layers=[FrozenPrefixLayer(layer.keys, layer.values) for layer in prefix_cache.layers])
+    return Cache(layers=layers)
 
 
 class RewardScorer:
@@ -211,8 +257,6 @@ class RewardScorer:
         self.base = getattr(model, model.base_model_prefix)
         self.head = find_score_head(model)
         self.pad_token_id = model.config.get_text_config().pad_token_id
-        self._pad_fill = next((t for t in (tokenizer.pad_token_id, self.pad_token_id, tokenizer.eos_token_id)
-                               if t is not None), 0)
         params = inspect.signature(self.base.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
         reason = _sharing_unavailable_reason(model) if share_prefix else None
@@ -305,18 +349,28 @@ class RewardScorer:
     # -- the two forward paths -------------------------------------------------
 
     def _score_unshared(self, sequences: list[tuple[int, ...]], pooled: list[int]) -> tuple[list[float], int]:
-        scores, padding = [], 0
-        for start in range(0, len(sequences), self.batch_size):
-            batch = sequences[start:start + self.batch_size]
-            ids, mask, positions, slots, pad = self._pad(batch, pooled[start:start + self.batch_size])
-            self.forward_passes += 1
-            # Without padding the mask says nothing causal attention does not: dropping it lets SDPA
-            # take its mask-free causal kernel (flash) instead of materialising a sequence x sequence mask.
-            hidden = self.base(input_ids=ids, attention_mask=mask if pad else None, position_ids=positions,
-                               use_cache=False).last_hidden_state
-            scores += self._head(hidden[torch.arange(len(slots)), slots])
-            padding += pad
-        return scores, padding
+        """One forward per batch of equal-length candidates (up to ``batch_size``), never padded.
+
+        Padding unequal candidates to the longest would cost candidates x longest tokens and, for
+        the mask, a batch x longest x longest tensor (tens of GB at 128K); runs of one length
+        need neither: no mask at all, so SDPA takes its mask-free causal kernel. Returns the
+        scores in input order and the padding run (always 0, kept for the report's column).
+        """
+        scores: list[float | None] = [None] * len(sequences)
+        by_length: dict[int, list[int]] = {}
+        for index in sorted(range(len(sequences)), key=lambda i: len(sequences[i])):
+            by_length.setdefault(len(sequences[index]), []).append(index)
+        for length, indices in by_length.items():
+            for start in range(0, len(indices), self.batch_size):
+                batch = indices[start:start + self.batch_size]
+                ids = torch.tensor([sequences[i] for i in batch], device=self.device)
+                positions = torch.arange(length, device=self.device).expand(len(batch), length)
+                self.forward_passes += 1
+                hidden = self.base(input_ids=ids, position_ids=positions, use_cache=False).last_hidden_state
+                values = self._head(hidden[torch.arange(len(batch)), [pooled[i] for i in batch]])
+                for i, value in zip(batch, values):
+                    scores[i] = value
+        return scores, 0
 
     def _score_shared(self, sequences: list[tuple[int, ...]], pooled: list[int], shared: int,
                       frozen: Cache) -> list[float]:
@@ -326,14 +380,19 @@ class RewardScorer:
         # one remainder per forward, where the cache offset alone makes it causal.
         # With the split attention (SDPA models, CPU) the mask is built but only
         # read by the fallback: the split gets the remainders' lengths instead.
-        group = self.batch_size if self.model.config._attn_implementation in ("sdpa", "eager", IMPLEMENTATION) else 1
+        masked = self.model.config._attn_implementation in _MASKED_IMPLEMENTATIONS
+        sliding = any(layer.window is not None for layer in frozen.layers)
+        group = self.batch_size if masked else 1
         scores = []
         for start, stop in packed_groups([len(s) - shared for s in sequences], shared, group, PACKED_MASK_ELEMENTS):
             remainders = [s[shared:] for s in sequences[start:stop]]
             lengths = torch.tensor([len(r) for r in remainders])
             ids = torch.tensor([[t for r in remainders for t in r]], device=self.device)
             positions = torch.cat([torch.arange(n) for n in lengths.tolist()]) + shared
-            mask = self._packed_mask(lengths, shared) if len(remainders) > 1 else None
+            # One remainder on full layers only: the cache offset alone makes it causal. Sliding layers
+            # always get their mask (the model's own would number the kept keys from 0).
+            mask = self._packed_masks(lengths, shared, frozen) if masked and (len(remainders) > 1 or sliding) \
+                else None
             split = {REMAINDERS_KWARG: lengths.tolist()} if self._split_remainders else {}
             self.forward_passes += 1
             hidden = self.base(input_ids=ids, attention_mask=mask, position_ids=positions[None].to(self.device),
@@ -343,15 +402,31 @@ class RewardScorer:
             scores += self._head(hidden[0, slots])
         return scores
 
-    def _packed_mask(self, lengths: torch.Tensor, prefix: int) -> torch.Tensor:
-        """4-D mask for remainders packed in one row after a cached prefix of ``prefix`` tokens."""
+    def _packed_masks(self, lengths: torch.Tensor, prefix: int, frozen: Cache):
+        """4-D masks for remainders packed in one row after a cached prefix of ``prefix`` tokens.
+
+        One mask per kind of layer in the cache: full layers hold the whole prefix, sliding
+        layers its last keys. A model with both kinds gets them as the ``{layer type: mask}``
+        mapping its forward accepts in place of building its own; a model with one kind, one mask.
+        """
         segment = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
-        n = len(segment)
-        own = (segment[:, None] == segment[None, :]) & torch.ones(n, n, dtype=torch.bool).tril()
-        allowed = torch.cat([torch.ones(n, prefix, dtype=torch.bool), own], dim=1)[None, None].to(self.device)
+        positions = prefix + torch.arange(len(segment)) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
+        masks = {}
+        for layer in frozen.layers:
+            kind = "full_attention" if layer.window is None else "sliding_attention"
+            if kind in masks:
+                continue
+            kept = layer.keys.shape[-2]  # the prefix's last `kept` tokens
+            key_positions = torch.cat([torch.arange(prefix - kept, prefix), positions])
+            key_segments = torch.cat([torch.full((kept,), PREFIX_SEGMENT), segment])
+            allowed = may_attend(positions, segment, key_positions, key_segments, layer.window)
+            masks[kind] = self._as_attention_mask(allowed[None, None].to(self.device))
+        return masks if len(masks) > 1 else next(iter(masks.values()))
+
+    def _as_attention_mask(self, allowed: torch.Tensor) -> torch.Tensor:
+        """A bool mask as this model's attention takes it: SDPA reads bools, eager adds the mask to the scores."""
         if self.model.config._attn_implementation in ("sdpa", IMPLEMENTATION):
             return allowed
-        # Eager attention adds the mask to the scores.
         dtype = self.model.dtype
         return torch.zeros(allowed.shape, dtype=dtype, device=self.device).masked_fill(~allowed,
                                                                                      torch.finfo(dtype).min)
@@ -359,10 +434,10 @@ class RewardScorer:
     def _prefix_cache(self, prefix: Sequence[int]) -> Cache | None:
         """Run the shared prefix once, in chunks if asked; its read-only KV cache, or None if unshareable."""
         cache = DynamicCache(config=self.model.config)
-        if not all(type(layer) is DynamicLayer for layer in cache.layers):  # known before any compute
-            self._disable_sharing(_UNSHAREABLE)
+        if not all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in cache.layers):
+            self._disable_sharing(_UNSHAREABLE)  # known before any compute
             return None
-        cache.layers[-1] = LastPrefixLayer()
+        cache.layers[-1] = last_prefix_layer(cache.layers[-1])
         ids = torch.tensor([prefix], device=self.device)
         chunk = self.prefill_chunk_size or ids.shape[1]
         for start in range(0, ids.shape[1], chunk):
@@ -384,23 +459,6 @@ class RewardScorer:
     def _disable_sharing(self, reason: str) -> None:
         logger.warning("shared-prefix scoring is off for %s: %s", type(self.model).__name__, reason)
         self.share_prefix = False
-
-    def _pad(self, sequences: list[Sequence[int]], pooled: list[int]):
-        """Pad a batch on the tokenizer's side; position ids count real tokens only."""
-        width = max(len(s) for s in sequences)
-        left = getattr(self.tokenizer, "padding_side", "right") == "left"
-        ids = torch.full((len(sequences), width), self._pad_fill, dtype=torch.long)
-        mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        slots = []
-        for row, (seq, pool) in enumerate(zip(sequences, pooled)):
-            start = width - len(seq) if left else 0
-            ids[row, start:start + len(seq)] = torch.tensor(seq, dtype=torch.long)
-            mask[row, start:start + len(seq)] = 1
-            slots.append(start + pool)
-        positions = (mask.cumsum(1) - 1).clamp(min=0)
-        device = self.device
-        pad = int(mask.numel() - mask.sum())
-        return ids.to(device), mask.to(device), positions.to(device), slots, pad
 
     def _head(self, pooled_hidden: torch.Tensor) -> list[float]:
         """Rewards from the pooled tokens' hidden states (the only positions the head ever sees)."""

@@ -58,6 +58,7 @@ from transformers import AttentionInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from longrm_tasks.compat import transformers_mask_functions, transformers_sdpa_helpers
+from longrm_tasks.shared_prefix_rules import PREFIX_SEGMENT, may_attend, shared_prefix_support
 from longrm_tasks.train.response_head import causal_lm as _causal_lm
 from longrm_tasks.train.response_head import lm_head_logps as _response_logps
 
@@ -74,10 +75,6 @@ _SCORER_KWARG = "longrm_remainder_lengths"
 _REGISTERED: set[str] = set()
 # Query rows per block on sliding-window / soft-capped layers: a block's mask is rows x (rows + window).
 ATTENTION_BLOCK_ROWS = 1024
-# Layer types whose rule the packed layout reproduces (config.layer_types)
-_SHAREABLE_LAYER_TYPES = {"full_attention", "sliding_attention"}
-# Model types whose attention adds learned sink logits (an extra softmax term the split does not carry)
-_SINK_MODEL_TYPES = {"gpt_oss"}
 # Set while a packed forward builds its masks: the model's mask builders are skipped (our attention
 # builds its own small masks), so no L x L mask is built for sliding layers or eager models.
 _PACKED_FORWARD: ContextVar[bool] = ContextVar("longrm_packed_forward", default=False)
@@ -95,17 +92,13 @@ class SharedPrefixLayout:
     response_lengths: tuple[int, ...]
     response_mask: torch.Tensor
     positions: torch.Tensor  # (L,) position id of every packed token
-    segments: torch.Tensor   # (L,) -1 for the prompt, j for response j
+    segments: torch.Tensor   # (L,) PREFIX_SEGMENT (-1) for the prompt, j for response j
     block_rows: int = ATTENTION_BLOCK_ROWS
 
     def allowed(self, rows: slice, cols: slice, window: int | None) -> torch.Tensor:
         """Which packed keys ``cols`` the queries ``rows`` may attend to (True = attend)."""
-        qpos, kpos = self.positions[rows, None], self.positions[None, cols]
-        qseg, kseg = self.segments[rows, None], self.segments[None, cols]
-        ok = ((kseg == -1) | (kseg == qseg)) & (kpos <= qpos)
-        if window is not None:
-            ok &= qpos - kpos < window  # transformers' sliding_window_overlay
-        return ok
+        return may_attend(self.positions[rows], self.segments[rows], self.positions[cols], self.segments[cols],
+                          window)
 
 
 def build_layout(prompt_length: int, response_lengths: Sequence[int], device, *,
@@ -119,7 +112,7 @@ def build_layout(prompt_length: int, response_lengths: Sequence[int], device, *,
     prompt_cols = torch.ones(total, prompt_length, dtype=torch.bool, device=device)
     starts = torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
     positions = torch.cat([torch.arange(prompt_length, device=device), prompt_length + offset - starts])
-    segments = torch.cat([torch.full((prompt_length,), -1, device=device), segment])
+    segments = torch.cat([torch.full((prompt_length,), PREFIX_SEGMENT, device=device), segment])
     return SharedPrefixLayout(prompt_length, tuple(int(n) for n in response_lengths),
                               torch.cat([prompt_cols, own], dim=1), positions, segments, block_rows)
 
@@ -232,24 +225,10 @@ def _packed_forward():
 def shared_context_support(config) -> str | None:
     """None when shared-context training reproduces this model's attention, else one line saying why not.
 
-    Read from the config alone, so it can run before any stage (and any weight) is loaded. Sliding
-    windows and attention soft-capping are supported; layer types other than full/sliding attention
-    (chunked, linear, sink attention), attention sinks and flex/paged kernels are not.
+    Read from the config alone, so it can run before any stage (and any weight) is loaded; the rules are
+    the RM scorer's too (`longrm_tasks.shared_prefix_rules`).
     """
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    name = getattr(text, "model_type", None) or type(text).__name__
-    implementation = getattr(config, "_attn_implementation", None) or ""
-    if implementation.startswith(("flex", "paged")):
-        return f"{name}: attn_implementation={implementation!r} cannot be shared (use sdpa, eager or flash)"
-    layer_types = set(getattr(text, "layer_types", None) or ())
-    other = sorted(layer_types - _SHAREABLE_LAYER_TYPES)
-    if other:
-        return f"{name}: layer types {other} cannot be shared (only full and sliding-window attention)"
-    if getattr(text, "attention_chunk_size", None):
-        return f"{name}: chunked attention (attention_chunk_size) cannot be shared"
-    if name in _SINK_MODEL_TYPES or getattr(text, "use_sink", False):
-        return f"{name}: attention sinks cannot be shared"
-    return None
+    return shared_prefix_support(config)
 
 
 def enable_shared_prefix_attention(model) -> str:
