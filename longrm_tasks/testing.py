@@ -86,7 +86,7 @@ def build_tokenizer(vocab_size: int = 512, model_max_length: int = 1 << 20, chat
 
 
 def _config(arch: str, vocab_size: int, hidden: int, layers: int, heads: int, kv_heads: int,
-            max_positions: int, **extra):
+            max_positions: int, sliding_window: int | None = None, **extra):
     import transformers
 
     common = dict(
@@ -109,7 +109,7 @@ def _config(arch: str, vocab_size: int, hidden: int, layers: int, heads: int, kv
     if arch == "gemma":
         return transformers.GemmaConfig(head_dim=hidden // heads, **common)
     # Sliding-window families, with a window short enough that test contexts cross it.
-    window = SLIDING_WINDOW
+    window = sliding_window or SLIDING_WINDOW
     if arch == "gemma2":  # sliding/global alternation and attention-logit soft-capping (eager attention)
         return transformers.Gemma2Config(head_dim=hidden // heads, sliding_window=window, attn_logit_softcapping=5.0,
                                          query_pre_attn_scalar=hidden // heads, attn_implementation="eager", **common)
@@ -128,14 +128,18 @@ SLIDING_WINDOW = 16  # tokens, on the tiny sliding-window architectures
 
 def build_model(kind: str = "causal", arch: str = "llama", *, tokenizer=None, hidden: int = 64,
                 layers: int = 2, heads: int = 4, kv_heads: int = 2, max_positions: int = 1 << 18,
-                vocab_size: int | None = None, seed: int = 0, num_labels: int = 1):
-    """A random-weight model. ``kind`` is ``causal`` or ``seq-cls`` (scalar reward model)."""
+                vocab_size: int | None = None, seed: int = 0, num_labels: int = 1,
+                sliding_window: int | None = None):
+    """A random-weight model. ``kind`` is ``causal`` or ``seq-cls`` (scalar reward model).
+
+    ``sliding_window`` sets the window of the sliding-window architectures (default `SLIDING_WINDOW`).
+    """
     import torch
     import transformers
 
     tokenizer = tokenizer or build_tokenizer()
     vocab = vocab_size or len(tokenizer)
-    config = _config(arch, vocab, hidden, layers, heads, kv_heads, max_positions,
+    config = _config(arch, vocab, hidden, layers, heads, kv_heads, max_positions, sliding_window,
                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                      bos_token_id=None)
     torch.manual_seed(seed)
