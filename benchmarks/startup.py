@@ -34,7 +34,8 @@ COMMAND = [sys.executable, "-m", "longrm_tasks.cli", "eval", "--model", "dummy",
 
 def one_run(full_index: bool) -> tuple[float, float, str]:
     """Wall seconds, CPU seconds (user + system of the child) and the printed results table."""
-    env = dict(os.environ, LONGRM_TASKS_FULL_INDEX="1" if full_index else "0")
+    # Offline: lm-eval's dummy model otherwise retries the hub for a gpt2 tokenizer (~45 s where it is unreachable).
+    env = dict(os.environ, LONGRM_TASKS_FULL_INDEX="1" if full_index else "0", HF_HUB_OFFLINE="1")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(COMMAND, env=env, capture_output=True, text=True, cwd=ROOT)

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -6,12 +7,16 @@ import pytest
 # The oracle module lives next to the tests.
 sys.path.insert(0, str(Path(__file__).parent))
 
+# No test may need the network, and none should wait on it: lm-eval's `dummy` model, for one, fetches a
+# gpt2 tokenizer for its run log and retries the unreachable hub for ~45 s. Set before huggingface_hub
+# is imported (it reads the variable once); tests of the online paths set their own value.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``vllm`` run vLLM's engine for real; without vllm installed they skip and say why.
     LONGRM_REQUIRE_VLLM=1 (set by .ci/run's vLLM job) turns that skip into a failure."""
     import importlib.util
-    import os
 
     if importlib.util.find_spec("vllm") is not None:
         return
