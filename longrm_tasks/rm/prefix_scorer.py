@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 # Attribute names of the classification head in transformers' and common custom reward models.
 _HEAD_NAMES = ("score", "classifier", "v_head", "reward_head", "rm_head")
-_UNSHAREABLE = "its cache has layers other than full or sliding-window attention"
+_UNSHAREABLE = "its cache has layers other than full or sliding-window attention, or sliding windows of several sizes"
 # Attention implementations that take the explicit packed masks; others (flash kernels) get one remainder per
 # forward with no mask, where the cache offset makes it causal and the kernel applies the window itself.
 _MASKED_IMPLEMENTATIONS = ("sdpa", "eager", IMPLEMENTATION)
