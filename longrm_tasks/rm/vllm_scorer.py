@@ -16,9 +16,12 @@ vLLM pools the last token, transformers the last non-pad token; they differ
 only for a sequence that ends in the pad token.
 
 Written against vLLM's documented offline pooling API (``examples/pooling/reward``,
-``torchrun_dp_example.py``); vLLM cannot be installed on the machines this was
-built on, so it has only been tested against a labelled stand-in engine
-(tests/test_rm_vllm_scorer.py), never on vLLM itself.
+``torchrun_dp_example.py``). Tested for real on vLLM's CPU build (tests marked
+``vllm``: tests/test_vllm_lm_eval.py for parity with ``hf-rm``,
+tests/test_vllm_prefix_cache.py for the cache hits); the request planning also
+against a labelled stand-in engine (tests/test_rm_vllm_scorer.py).
+``benchmarks/vllm_prefix.py`` measures tokens computed / unique tokens with the
+cache on (waves), on with every candidate sent at once, and off.
 """
 from __future__ import annotations
 
@@ -183,8 +186,12 @@ class VLLMRewardScorer:
                    pooling_params=vllm.PoolingParams(use_activation=False))
 
     def score(self, items: Iterable[ScoringItem | Mapping[str, Any]]) -> list[ItemScore]:
-        formatted = [format_item(self.tokenizer, item, max_length=self.max_length, truncation=self.truncation)
-                     for item in items]
+        """Format (chat template, over-long handling) and score every candidate of every item."""
+        return self.score_formatted([format_item(self.tokenizer, item, max_length=self.max_length,
+                                                 truncation=self.truncation) for item in items])
+
+    def score_formatted(self, formatted: Sequence[FormattedItem]) -> list[ItemScore]:
+        """Score already-formatted items (token ids per candidate), in cache-friendly waves."""
         results: dict[tuple[int, int], tuple[float, int]] = {}
         for wave in plan_waves(formatted, self.wave_tokens):
             outputs = self.llm.encode(token_prompts(formatted, wave), pooling_task="classify",
