@@ -17,7 +17,7 @@ import sys
 import textwrap
 
 import pytest
-from vllm_runs import VLLM_EXIT_ABORT
+from vllm_runs import ends_with_exit_abort
 
 pytestmark = pytest.mark.vllm
 
@@ -67,8 +67,7 @@ def cached_run(tmp_path_factory):
             except ProcessLookupError:
                 pass
     output = log.read_text(errors="replace")
-    lines = [line for line in output.splitlines() if line.strip()]
-    exit_abort = code == -signal.SIGABRT and lines and lines[-1].strip() == VLLM_EXIT_ABORT
+    exit_abort = code == -signal.SIGABRT and ends_with_exit_abort(output)
     assert (code == 0 or exit_abort) and result.exists(), output[-6000:]
     return model, json.loads(result.read_text())
 

@@ -16,10 +16,15 @@ SAMPLE = '{"data_dir": "sample"}'
 VLLM_EXIT_ABORT = "terminate called without an active exception"
 
 
+def ends_with_exit_abort(output: str) -> bool:
+    """The known exit abort is the last non-empty line of a run's output."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    return bool(lines) and lines[-1].strip() == VLLM_EXIT_ABORT
+
+
 def _aborted_after_saving(stderr: str, out: Path) -> bool:
     """The known exit abort and nothing else: it is the last line, after lm-eval saved results and samples."""
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    return (bool(lines) and lines[-1].strip() == VLLM_EXIT_ABORT and "Saving per-task samples" in stderr
+    return (ends_with_exit_abort(stderr) and "Saving per-task samples" in stderr
             and any(out.rglob("results_*.json")) and any(out.rglob("samples_*.jsonl")))
 
 
