@@ -244,19 +244,48 @@ def test_tokenized_api_requests_need_max_length_chat_apis_do_not(tmp_path, capsy
     from lm_eval.models.api_models import JsonChatStr
 
     server = _Server({"/v1/models": {"data": [{"id": "judge", "max_model_len": 3000}]}})
+    small = _Server({"/v1/models": {"data": [{"id": "judge", "max_model_len": 1700}]}})
+    tok = str(_bos_tokenizer(tmp_path))
     try:
-        tm = _manager({"data_dir": "sample", "tokenizer": str(_bos_tokenizer(tmp_path)),
-                       "base_url": server.url + "/v1/completions"})
+        with pytest.raises(InputError, match="is 3,000 tokens.*pass max_length=3000"):
+            _manager({"data_dir": "sample", "tokenizer": tok, "base_url": server.url + "/v1/completions"}).load(
+                ["long_rewardbench_pairwise_math"])
+        assert capsys.readouterr().err.count("Long-RewardBench: field 'max_length'") == 1  # said once, at load
+        tm = _manager({"data_dir": "sample", "tokenizer": tok, "base_url": small.url + "/v1/chat/completions"})
         task = tm.load(["long_rewardbench_pairwise_math"])["tasks"]["long_rewardbench_pairwise_math"]
     finally:
         server.close()
-    doc = task.test_docs()[0]
-    chat = task.construct_requests(doc, JsonChatStr(json.dumps([{"role": "user", "content": "hi"}])),
-                                   metadata=("t", 0, 1))
-    assert chat.arguments[1]["chat_template_kwargs"] == {"enable_thinking": False}
-    with pytest.raises(InputError, match="pass max_length=3000"):
-        task.construct_requests(doc, doc["prompt"], metadata=("t", 0, 1))
-    assert capsys.readouterr().err.count("Long-RewardBench: field 'max_length'") == 1
+        small.close()
+    longrm = task.config.metadata["longrm"]
+    assert (longrm["max_length"], longrm["max_length_source"]) == (1700, f"server {small.url}/v1/models max_model_len")
+    as_messages = lambda messages: JsonChatStr(json.dumps(messages))  # noqa: E731 (lm-eval's chat-API renderer)
+    docs = task.test_docs()
+    assert any(doc["overlong"] for doc in docs) and not all(doc["overlong"] for doc in docs)
+    for doc in docs:  # messages for every document (a chat API takes nothing else); thinking off in every request
+        ctx = task.fewshot_context(doc, apply_chat_template=True, chat_template=as_messages)
+        assert isinstance(ctx, JsonChatStr)
+        chat = task.construct_requests(doc, ctx, metadata=("t", 0, 1))
+        assert chat.arguments[1]["chat_template_kwargs"] == {"enable_thinking": False}
+
+
+@pytest.mark.parametrize("served, model_args, expected", [
+    # lm-eval's text-completion models keep the last max_length - 1 tokens of every request
+    (2048, {}, (2047, "max_model_len minus the 1 token lm-eval's API models hold back for generation")),
+    (1500, {}, (1500, "max_model_len")),  # the server is the tighter limit
+    (32768, {"max_length": 32768}, (32767, "max_length argument minus the 1 token")),
+    (32768, {"tokenized_requests": False}, (32768, "max_model_len")),  # text goes out whole
+])
+def test_text_completion_context_is_what_lm_eval_and_the_server_keep(served, model_args, expected):
+    from longrm_tasks.adapters.api_context import api_model_context
+
+    server = _Server({"/v1/models": {"data": [{"id": "judge", "max_model_len": served}]}})
+    try:
+        value, where = api_model_context(server.url + "/v1/completions", "judge",
+                                         max_length=model_args.get("max_length"),
+                                         tokenized_requests=model_args.get("tokenized_requests"))
+    finally:
+        server.close()
+    assert value == expected[0] and expected[1] in where, (value, where)
 
 
 def test_a_larger_gen_kwargs_budget_never_cuts_a_fitted_prompt(tiny_model, caplog):

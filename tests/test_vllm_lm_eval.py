@@ -13,7 +13,7 @@ import json
 import math
 
 import pytest
-from vllm_runs import SAMPLE, lm_eval
+from vllm_runs import SAMPLE, group_metrics, lm_eval, max_diff, numbers, prompts
 
 pytestmark = pytest.mark.vllm
 
@@ -58,42 +58,18 @@ def rm_runs(models, tmp_path_factory):
             "hf": lm_eval(tmp, "hf-rm", _hf_args(models["rm"], RM_CONTEXT), "long_rewardbench_rm")}
 
 
-def _group(results: dict, group: str) -> dict:
-    return results["results"][group]
-
-
-def _prompts(rows: dict) -> dict:
-    return {doc_id: [arg["arg_0"] for arg in row["arguments"].values()] for doc_id, row in rows.items()}
-
-
-def _numbers(rows: dict) -> dict:
-    """doc_id -> the first number of every response (log-likelihood / reward), as floats."""
-    return {doc_id: [float(resp[0][0]) for resp in row["resps"]] for doc_id, row in rows.items()}
-
-
-def _max_diff(a: dict, b: dict) -> float:
-    worst = 0.0
-    assert a.keys() == b.keys()
-    for key in a:
-        for x, y in zip(a[key], b[key], strict=True):
-            if math.isinf(x) or math.isinf(y):
-                assert x == y, (key, x, y)  # an over-context item: -inf on both sides
-            else:
-                worst = max(worst, abs(x - y))
-    return worst
-
-
 def test_generative_and_ll_judges_match_hf(judge_runs):
     (vllm, vllm_samples, vllm_err), (hf, hf_samples, _) = judge_runs["vllm"], judge_runs["hf"]
     for task in ("long_rewardbench_all", "long_rewardbench_ll_all"):
         assert len(vllm_samples[task]) == len(hf_samples[task]) == 58
-        assert _prompts(vllm_samples[task]) == _prompts(hf_samples[task]), task  # identical prompts
+        assert prompts(vllm_samples[task]) == prompts(hf_samples[task]), task  # identical prompts
     # over-context items under paper (counts): 17 prompts exceed 2,048 tokens, 18 with the ll verdict token
     for group, overlong in (("long_rewardbench", 17), ("long_rewardbench_ll", 18)):
         for count in ("extra/overlong", "extra/truncated", "extra/skipped", "extra/short_budget"):
-            assert _group(vllm, group)[f"{count},none"] == _group(hf, group)[f"{count},none"], (group, count)
-        assert _group(vllm, group)["extra/overlong,none"] == overlong  # paper: scored wrong
-        assert _group(vllm, group)["AVG,none"] == _group(hf, group)["AVG,none"]
+            key = f"{count},none"
+            assert group_metrics(vllm, group)[key] == group_metrics(hf, group)[key], (group, count)
+        assert group_metrics(vllm, group)["extra/overlong,none"] == overlong  # paper: scored wrong
+        assert group_metrics(vllm, group)["AVG,none"] == group_metrics(hf, group)["AVG,none"]
     # greedy outputs of the scored (in-context) documents: the acceptance bar is 90 % identical; float32 on
     # both sides gives all of them. Over-context documents send a 1-token placeholder whose output is never
     # parsed (vLLM holds back a lone partial UTF-8 byte, hf decodes it as U+FFFD), so only their set is compared.
@@ -104,7 +80,7 @@ def test_generative_and_ll_judges_match_hf(judge_runs):
     same = sum(gen["vllm"][d]["resps"][0][0] == gen["hf"][d]["resps"][0][0] for d in scored) / len(scored)
     print(f"greedy outputs identical: {same:.1%} of {len(scored)} scored documents")
     assert same >= 0.9
-    worst = _max_diff(_numbers(vllm_samples["long_rewardbench_ll_all"]), _numbers(hf_samples["long_rewardbench_ll_all"]))
+    worst = max_diff(numbers(vllm_samples["long_rewardbench_ll_all"]), numbers(hf_samples["long_rewardbench_ll_all"]))
     print(f"log-likelihood max |vllm - hf|: {worst:.2e}")
     assert worst < 1e-3
     # the context: from max_model_len, one line with its value and source, recorded in the results
@@ -117,15 +93,15 @@ def test_reward_model_matches_hf_rm(rm_runs):
     (vllm, vllm_samples, vllm_err), (hf, hf_samples, _) = rm_runs["vllm"], rm_runs["hf"]
     task = "long_rewardbench_rm_all"
     assert len(vllm_samples[task]) == len(hf_samples[task]) == 58
-    assert _prompts(vllm_samples[task]) == _prompts(hf_samples[task])
+    assert prompts(vllm_samples[task]) == prompts(hf_samples[task])
     group = "long_rewardbench_rm"
     for count in ("extra/overlong", "extra/truncated", "extra/skipped"):
-        assert _group(vllm, group)[f"{count},none"] == _group(hf, group)[f"{count},none"], count
-    assert _group(vllm, group)["extra/overlong,none"] > 0  # paper: over-context items scored wrong, counted
-    worst = _max_diff(_numbers(vllm_samples[task]), _numbers(hf_samples[task]))
+        assert group_metrics(vllm, group)[f"{count},none"] == group_metrics(hf, group)[f"{count},none"], count
+    assert group_metrics(vllm, group)["extra/overlong,none"] > 0  # paper: over-context items scored wrong, counted
+    worst = max_diff(numbers(vllm_samples[task]), numbers(hf_samples[task]))
     print(f"reward max |vllm-rm - hf-rm|: {worst:.2e}")
     assert worst < 1e-3
-    assert _group(vllm, group)["AVG,none"] == _group(hf, group)["AVG,none"]
+    assert group_metrics(vllm, group)["AVG,none"] == group_metrics(hf, group)["AVG,none"]
     assert [line for line in vllm_err.splitlines() if line.startswith("vllm-rm: context ")] == \
         [f"vllm-rm: context {RM_CONTEXT:,} tokens from max_model_len argument"]
 
@@ -134,12 +110,12 @@ def test_fit_protocol_cuts_what_paper_scores_wrong(models, tmp_path):
     fit = json.dumps({"data_dir": "sample", "protocol": "fit", "max_gen_toks": int(GEN_TOKENS)})
     results, samples, _ = lm_eval(tmp_path, "vllm", _vllm_args(models["causal"]), "long_rewardbench", fit,
                                   "--gen_kwargs", f"max_gen_toks={GEN_TOKENS}")
-    metrics = _group(results, "long_rewardbench")
+    metrics = group_metrics(results, "long_rewardbench")
     assert metrics["extra/overlong,none"] == 0 and metrics["extra/truncated,none"] > 0
     assert len(samples["long_rewardbench_all"]) == 58
     rm, rm_samples, _ = lm_eval(tmp_path, "vllm-rm", _vllm_args(models["rm"], RM_CONTEXT), "long_rewardbench_rm",
                                 fit)
-    metrics = _group(rm, "long_rewardbench_rm")
+    metrics = group_metrics(rm, "long_rewardbench_rm")
     assert metrics["extra/overlong,none"] == 0 and metrics["extra/truncated,none"] > 0
-    rewards = _numbers(rm_samples["long_rewardbench_rm_all"])
+    rewards = numbers(rm_samples["long_rewardbench_rm_all"])
     assert all(math.isfinite(r) for values in rewards.values() for r in values)  # every item scored

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -61,3 +62,30 @@ def lm_eval(tmp_path: Path, model: str, model_args: str, tasks: str, metadata: s
     return json.loads(results_file.read_text()), samples, stderr
 
 
+
+
+def group_metrics(results: dict, group: str) -> dict:
+    return results["results"][group]
+
+
+def prompts(rows: dict) -> dict:
+    """doc_id -> the context of every request of that document, as lm-eval logged it."""
+    return {doc_id: [arg["arg_0"] for arg in row["arguments"].values()] for doc_id, row in rows.items()}
+
+
+def numbers(rows: dict) -> dict:
+    """doc_id -> the first number of every response (log-likelihood / reward), as floats."""
+    return {doc_id: [float(resp[0][0]) for resp in row["resps"]] for doc_id, row in rows.items()}
+
+
+def max_diff(a: dict, b: dict) -> float:
+    """Largest |a - b| over the numbers of the same documents; an over-context -inf must be -inf on both sides."""
+    worst = 0.0
+    assert a.keys() == b.keys()
+    for key in a:
+        for x, y in zip(a[key], b[key], strict=True):
+            if math.isinf(x) or math.isinf(y):
+                assert x == y, (key, x, y)
+            else:
+                worst = max(worst, abs(x - y))
+    return worst

@@ -7,6 +7,12 @@
 
 Servers that say neither (OpenAI, most proxies) return ``None``; the caller then
 asks the user for ``max_length``.
+
+`api_model_context` turns that into the context our prompts are measured against, for the way
+lm-eval sends them: its text-completion models (``local-completions``) tokenize every request and keep
+its last ``max_length - 1`` tokens (``lm_eval/models/api_models.py``: one token is held back for
+generation; ``max_length`` defaults to 2,048), while chat models and ``tokenized_requests=False`` send
+text and cut nothing, so the server's own limit is the one that counts.
 """
 from __future__ import annotations
 
@@ -15,7 +21,10 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
+from longrm_tasks.errors import InputError
+
 TIMEOUT_S = 5.0
+LM_EVAL_API_MAX_LENGTH = 2048  # TemplateAPI's max_length default (lm_eval/models/api_models.py)
 
 
 def _root(base_url: str) -> str:
@@ -51,3 +60,31 @@ def server_context(base_url: str, model: str | None = None, api_key: str | None 
         if isinstance(n_ctx, int) and n_ctx > 0:
             return n_ctx, f"server {root}/props n_ctx"
     return None, f"the server at {root} reports no context length (/v1/models max_model_len, /props n_ctx)"
+
+
+def is_chat_endpoint(base_url: str) -> bool:
+    """lm-eval's chat models post to ``.../chat/completions``; its text-completion models to ``.../completions``."""
+    return urlsplit(base_url).path.rstrip("/").endswith("/chat/completions")
+
+
+def api_model_context(base_url: str, model: str | None, *, max_length: int | None,
+                      tokenized_requests: bool | None) -> tuple[int, str]:
+    """(context tokens, where it came from) for an lm-eval API model, as lm-eval and the server apply it."""
+    lm_eval_cuts = tokenized_requests is not False and not is_chat_endpoint(base_url)
+    held_back = "minus the 1 token lm-eval's API models hold back for generation"
+    if max_length:
+        return (max_length - 1, f"max_length argument {held_back}") if lm_eval_cuts else (max_length,
+                                                                                         "max_length argument")
+    served, where = server_context(base_url, model)
+    if served is None:
+        raise InputError(f"{where}: pass max_length=<the server's context> in --model_args", field="max_length")
+    if not lm_eval_cuts:
+        return served, where
+    if served > LM_EVAL_API_MAX_LENGTH:
+        # lm-eval would keep only the last 2,047 tokens of every request, whatever the server takes.
+        raise InputError(f"{where} is {served:,} tokens, but lm-eval's text-completion models tokenize every request "
+                         f"and cut it to their own max_length (default {LM_EVAL_API_MAX_LENGTH:,}): pass "
+                         f"max_length={served} in --model_args", field="max_length")
+    if served < LM_EVAL_API_MAX_LENGTH:
+        return served, where
+    return served - 1, f"{where} {held_back}"

@@ -84,23 +84,23 @@ def load_tokenizer(name: str, kwargs: tuple = ()):
 def model_context(options: TaskOptions, tokenizer) -> tuple[int | None, str]:
     """The model's real context length and where it came from, per backend.
 
-    ``max_length`` (hf, API models, or --metadata), ``max_model_len`` (vLLM),
-    the server's own report for an API model that sends text, then the model
-    config / tokenizer the way lm-eval's hf backend resolves it.
+    API models (``base_url``): ``max_length`` or the server's own report, as lm-eval and the server
+    apply it (`api_context.api_model_context`); otherwise ``max_length`` (hf, or --metadata),
+    ``max_model_len`` (vLLM), then the model config / tokenizer the way lm-eval's hf backend resolves it.
     """
+    if options.base_url and tokenizer is None:  # nothing is measured: chat messages go out as they are
+        if options.max_length:
+            return options.max_length, "max_length argument"
+        return None, "unknown (no tokenizer to measure prompts with)"
+    if options.base_url:
+        from longrm_tasks.adapters.api_context import api_model_context
+
+        return api_model_context(options.base_url, options.model, max_length=options.max_length,
+                                 tokenized_requests=options.tokenized_requests)
     if options.max_length:
         return options.max_length, "max_length argument"
     if options.max_model_len:
         return options.max_model_len, "vLLM max_model_len argument"
-    if options.base_url and tokenizer is None:  # nothing is measured: chat messages go out as they are
-        return None, "unknown (no tokenizer to measure prompts with)"
-    if options.base_url:
-        from longrm_tasks.adapters.api_context import server_context
-
-        value, where = server_context(options.base_url, options.model)
-        if value is None:
-            raise InputError(f"{where}: pass max_length=<the server's context> in --model_args", field="max_length")
-        return value, where
     if options.model:
         from longrm_tasks import compat
 
@@ -224,10 +224,6 @@ def _load_dataset(kwargs: dict):
         "data": _data_provenance(bench), "fit": stats.as_dict(),
     })
     _last_tokenizer[:] = [tokenizer]
-    # local-completions tokenizes text requests itself and cuts them to its own max_length (2,048 unless given);
-    # a chat API (local-chat-completions) does not. Which one runs is known only when requests are made.
-    _last_run["_api_text_needs_max_length"] = (bool(options.base_url) and not options.max_length and
-                                               options.tokenized_requests is not False and tokenizer is not None)
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
 
 
@@ -280,8 +276,8 @@ def request_context(doc: dict, *, system_instruction: str | None = None, chat_te
         if doc["skipped"] or doc.get("overlong"):
             return encode_rm_context([{"role": "user", "content": SKIPPED_PROMPT}], doc["key"])
         return doc["prompt"]
-    if doc["skipped"] or doc.get("overlong"):
-        return SKIPPED_PROMPT
+    if doc["skipped"] or doc.get("overlong"):  # a placeholder whose answer is never read; chat APIs take messages
+        return SKIPPED_PROMPT if chat_template is None else chat_template([{"role": "user", "content": SKIPPED_PROMPT}])
     if chat_template is not None:
         start, end = doc["user_span"]
         if doc["rendered"] and end <= start:
@@ -335,7 +331,6 @@ class LongRewardBenchTask(ConfigurableTask):
         _last_tokenizer.clear()
         super().__init__(config=config, **kwargs)  # runs load_dataset, which fills _last_run
         self._longrm = dict(_last_run)
-        self._api_text_needs_max_length = self._longrm.pop("_api_text_needs_max_length", False)
         self._tokenizer = _last_tokenizer[0] if _last_tokenizer else None
         self._fitted_for = self._longrm.pop("gen_tokens", None)  # fit: the budget the prompts were cut for
         if self._longrm:
@@ -398,22 +393,15 @@ class LongRewardBenchTask(ConfigurableTask):
         return ctx
 
     def construct_requests(self, doc, ctx, **kwargs):
-        if self._api_text_needs_max_length and not _is_chat_messages(ctx):
-            err = InputError(f"this API model tokenizes its text requests and cuts them to its own max_length "
-                             f"(lm-eval's default 2,048): pass max_length={self._longrm.get('max_length')} (the "
-                             f"context from {self._longrm.get('max_length_source')}) in --model_args",
-                             field="max_length")
-            print(f"Long-RewardBench: {err}", file=sys.stderr)
-            raise err
         requests = super().construct_requests(doc, ctx, **kwargs)
         if self.OUTPUT_TYPE != "generate_until":
             return requests
         gen_kwargs = requests.arguments[1]
+        if _is_chat_messages(ctx):  # a chat API renders the template itself: ask it to keep thinking off
+            gen_kwargs.setdefault("chat_template_kwargs", dict(NO_THINKING))
         if doc["skipped"] or doc.get("overlong"):
             gen_kwargs["max_gen_toks"] = 1  # the answer is never read: do not pay for it
             return requests
-        if _is_chat_messages(ctx):  # a chat API renders the template itself: ask it to keep thinking off
-            gen_kwargs.setdefault("chat_template_kwargs", dict(NO_THINKING))
         gen = gen_kwargs.get("max_gen_toks")
         if gen is not None:
             room = _room(doc, int(gen), self._ctx_tokens.get((doc["key"], doc["presentation"])))
