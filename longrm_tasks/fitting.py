@@ -89,13 +89,21 @@ class FitStats:
         self.reasons.append(f"{key}: scored wrong, {reason}")
 
     def merge(self, other: "FitStats") -> "FitStats":
-        for name, value in asdict(other).items():
-            if name == "reasons":
-                self.reasons.extend(value)
-            elif name in ("max_dropped", "longest_input"):
-                setattr(self, name, max(getattr(self, name), value))
-            else:
-                setattr(self, name, getattr(self, name) + value)
+        """Add ``other``'s counts to these (the largest of the maxima), field by field."""
+        self.examples += other.examples
+        self.inputs += other.inputs
+        self.measured += other.measured
+        self.truncated += other.truncated
+        self.tokens_dropped += other.tokens_dropped
+        self.max_dropped = max(self.max_dropped, other.max_dropped)
+        self.skipped += other.skipped
+        self.overlong += other.overlong
+        self.short_budget += other.short_budget
+        self.key_passages_kept += other.key_passages_kept
+        self.key_passages_cut += other.key_passages_cut
+        self.tails_cut += other.tails_cut
+        self.longest_input = max(self.longest_input, other.longest_input)
+        self.reasons.extend(other.reasons)
         return self
 
     def as_dict(self) -> dict:

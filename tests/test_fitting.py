@@ -46,6 +46,19 @@ def test_fit_stats_count_and_merge():
     assert "beyond the model's context" in a.summary() and "reasons" not in a.as_dict()
 
 
+def test_fit_stats_merge_adds_every_counter():
+    """`merge` names each field: one added later and forgotten there fails here."""
+    from dataclasses import fields
+
+    counters = [f.name for f in fields(FitStats) if f.name != "reasons"]
+    a = FitStats(**{name: i + 1 for i, name in enumerate(counters)})
+    b = FitStats(**{name: 100 * (i + 1) for i, name in enumerate(counters)}, reasons=["x: y"])
+    merged = a.merge(b).as_dict()
+    maxima = {"max_dropped", "longest_input"}
+    assert merged == {name: 100 * (i + 1) + (0 if name in maxima else i + 1) for i, name in enumerate(counters)}
+    assert a.reasons == ["x: y"]
+
+
 def test_paper_prompt_without_template_is_fastchat_zero_shot():
     tok = build_tokenizer()
     tok.chat_template = None

@@ -16,7 +16,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer  # no
 
 from longrm_tasks.adapters.lm_eval_plugin import register_models  # noqa: E402
 from longrm_tasks.adapters.lm_eval_rm import HFRewardModel, group_requests  # noqa: E402
-from longrm_tasks.adapters.rm_requests import encode_rm_context  # noqa: E402
+from longrm_tasks.rm.requests import encode_rm_context  # noqa: E402
 from longrm_tasks.errors import InputError  # noqa: E402
 from longrm_tasks.testing import save_tiny_model  # noqa: E402
 
@@ -45,7 +45,7 @@ def _requests():
 
 def _reference_scores(path, requests):
     """Each candidate alone, one plain forward pass over its full chat (the reference protocol)."""
-    from longrm_tasks.adapters.rm_requests import decode_rm_context
+    from longrm_tasks.rm.requests import decode_rm_context
 
     model = AutoModelForSequenceClassification.from_pretrained(path).eval()
     tok = AutoTokenizer.from_pretrained(path)

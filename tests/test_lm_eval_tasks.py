@@ -12,7 +12,7 @@ pytest.importorskip("lm_eval")
 from longrm_tasks.adapters.lm_eval_options import parse_options  # noqa: E402
 from longrm_tasks.prepare import MARGIN, Budget, Stats, build_judge_docs, build_rm_docs  # noqa: E402
 from longrm_tasks.adapters.lm_eval_tasks import load_dataset  # noqa: E402
-from longrm_tasks.adapters.rm_requests import decode_rm_context, encode_rm_context  # noqa: E402
+from longrm_tasks.rm.requests import decode_rm_context, encode_rm_context  # noqa: E402
 from longrm_tasks.data import load_benchmark, select  # noqa: E402
 from longrm_tasks.errors import InputError  # noqa: E402
 from longrm_tasks.orders import OrderScheme  # noqa: E402

@@ -145,7 +145,7 @@ def test_vllm_rm_maps_requests_to_rewards_like_hf_rm(tiny, capsys):
 
     from longrm_tasks.adapters.lm_eval_rm import HFRewardModel
     from longrm_tasks.adapters.lm_eval_vllm_rm import VLLMRewardModel
-    from longrm_tasks.adapters.rm_requests import encode_rm_context
+    from longrm_tasks.rm.requests import encode_rm_context
 
     context = "A long report on rivers and their floods. " * 30
     items = {"LongQA/1": ([{"role": "user", "content": context + "Which river floods?"}],

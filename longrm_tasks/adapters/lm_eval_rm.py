@@ -3,7 +3,7 @@
 lm-eval knows language models; a reward model only scores a finished chat.
 The ``long_rewardbench_rm*`` tasks are ``multiple_choice`` tasks whose
 requests carry the item's chat messages as JSON in ``context`` (see
-`longrm_tasks.adapters.rm_requests`) and one candidate answer in
+`longrm_tasks.rm.requests`) and one candidate answer in
 ``continuation``. Here every request of one item is collected, the item is
 scored by `longrm_tasks.rm.prefix_scorer.RewardScorer` (which encodes the
 shared context once), and each request gets ``(reward, False)`` back.

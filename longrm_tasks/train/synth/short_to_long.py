@@ -288,6 +288,17 @@ class ShortToLongSummary:
     empty_documents: int = 0
     skipped_ids: list[str] = field(default_factory=list)
 
+    def skip(self, reason: str, item_id: str) -> None:
+        """One item not built: counted under its reason (a declared field), named while the list is short."""
+        if reason == "too_short":
+            self.too_short += 1
+        elif reason == "too_long":
+            self.too_long += 1
+        else:
+            raise ValueError(f"unknown skip reason {reason!r}")
+        if len(self.skipped_ids) < MAX_LISTED_IDS:
+            self.skipped_ids.append(f"{item_id} ({reason.replace('_', ' ')})")
+
     def as_dict(self) -> dict:
         return asdict(self)
 
@@ -319,9 +330,7 @@ class ShortToLong:
                     seed = f"{self.config.seed}|{record.id}|{target}|{slot}"
                     item = self._item(record, response, target, depth, seed)
                     if isinstance(item, str):
-                        setattr(self.summary, item, getattr(self.summary, item) + 1)
-                        if len(self.summary.skipped_ids) < MAX_LISTED_IDS:
-                            self.summary.skipped_ids.append(f"{item_id} ({item.replace('_', ' ')})")
+                        self.summary.skip(item, item_id)
                         continue
                     item = {"id": item_id, "source_id": record.id, **item}
                     if record.reference is not None:

@@ -149,6 +149,19 @@ class VoteSummary:
     failed_attempts: int = 0
     dropped_ids: list[str] = field(default_factory=list)
 
+    def drop(self, reason: str, label: str) -> None:
+        """One record left out: counted under its reason (a declared field), named while the list is short."""
+        if reason == "too_long":
+            self.too_long += 1
+        elif reason == "no_majority":
+            self.no_majority += 1
+        elif reason == "unanimous":
+            self.unanimous += 1
+        else:
+            raise ValueError(f"unknown drop reason {reason!r}")
+        if len(self.dropped_ids) < MAX_LISTED_IDS:
+            self.dropped_ids.append(label)
+
     def as_dict(self) -> dict:
         return asdict(self)
 
@@ -193,9 +206,7 @@ class ConsistencyVoter:
         return record["messages"]
 
     def _drop(self, record: dict, i: int, reason: str, why: str) -> None:
-        setattr(self.summary, reason, getattr(self.summary, reason) + 1)
-        if len(self.summary.dropped_ids) < MAX_LISTED_IDS:
-            self.summary.dropped_ids.append(f"{record.get('id', f'record {i + 1}')} ({why})")
+        self.summary.drop(reason, f"{record.get('id', f'record {i + 1}')} ({why})")
 
     def run(self, records: list[dict], first: int = 0) -> list[dict]:
         """Voted records, in input order, for those with a majority (and a dissent, in ``dissent`` mode).
