@@ -5,7 +5,7 @@ and plain ``rewardbench`` / RewardBench's ``scripts.run_v2`` know the ``long-rew
 module when the interpreter starts. It only puts a watcher on ``sys.meta_path``
 that waits for a few modules of lm-eval and RewardBench; nothing else is imported, and every other
 import passes through with one dictionary lookup. When lm-eval loads one of
-them, ``longrm_tasks.adapters.lm_eval_plugin`` patches it (task folder into
+them, ``longrm_tasks.adapters.lm_eval.plugin`` patches it (task folder into
 ``TaskManager``, ``hf-rm`` into the model registry); RewardBench's modules are
 patched by ``longrm_tasks.adapters.rewardbench.hook``. The plugin module steps
 aside by itself once lm-eval reads the ``lm_eval.tasks`` / ``lm_eval.models``
@@ -22,8 +22,8 @@ ENV_SWITCH = "LONGRM_TASKS_NO_HOOK"
 
 # module another tool imports -> "module:function" run with it right after its code has run
 _WATCHED = {
-    "lm_eval.api.registry": "longrm_tasks.adapters.lm_eval_plugin:register_models",
-    "lm_eval.tasks.manager": "longrm_tasks.adapters.lm_eval_plugin:patch_task_manager",
+    "lm_eval.api.registry": "longrm_tasks.adapters.lm_eval.plugin:register_models",
+    "lm_eval.tasks.manager": "longrm_tasks.adapters.lm_eval.plugin:patch_task_manager",
     "rewardbench.rewardbench": "longrm_tasks.adapters.rewardbench.hook:on_import",
     "scripts.run_v2": "longrm_tasks.adapters.rewardbench.hook:on_import",
 }

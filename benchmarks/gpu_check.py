@@ -255,8 +255,8 @@ def alignment(plan: dict, shapes: dict, device, dtype, deadline: float) -> dict:
 def _ours(model, tok, prompt, responses, common, context):
     from datasets import Dataset
 
-    from longrm_tasks.train.alignment_config import AlignmentConfig
-    from longrm_tasks.train.alignment_trainer import AlignmentTrainer, collate_alignment
+    from longrm_tasks.train.alignment.config import AlignmentConfig
+    from longrm_tasks.train.alignment.trainer import AlignmentTrainer, collate_alignment
 
     item = {"prompt_input_ids": prompt, "chosen_input_ids": responses[0], "rejected_input_ids": responses[1:]}
     trainer = AlignmentTrainer(model, args=AlignmentConfig(num_rejected=1, nll_weight=0.0, max_length=context,

@@ -7,7 +7,7 @@ the same model, back to back:
 - ``v1``: continuations ``[[A]]`` / ``[[B]]`` (pairs) and ``[[X>`` (Best-of-N)
   after the judge prompt; they differ before their last token, so lm-eval runs
   one full prefill per choice;
-- ``v2`` (`longrm_tasks.loglikelihood_requests`): the prompt ends with ``[[`` and
+- ``v2`` (`longrm_tasks.requests.loglikelihood`): the prompt ends with ``[[`` and
   each choice is one letter token, so lm-eval's one-token-continuation cache
   (``Collator(group_by="contexts")``) scores every choice from one forward.
 
@@ -74,7 +74,7 @@ def run_design(lm, meter, metadata: dict, design: str) -> dict:
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    from longrm_tasks.loglikelihood_requests import legacy_design
+    from longrm_tasks.requests.loglikelihood import legacy_design
 
     manager = TaskManager(include_path=str(ROOT / "task_yamls"), include_defaults=False, metadata=metadata)
     meter.reset()

@@ -1,6 +1,6 @@
 """Time the lm-eval tasks' data preparation on a real-size synthetic Long-RewardBench.
 
-What is timed is what `longrm_tasks.adapters.lm_eval_tasks.load_dataset` does
+What is timed is what `longrm_tasks.adapters.lm_eval.tasks.load_dataset` does
 before lm-eval sees a document: read + validate the JSONL files (``load``),
 render the judge prompts through the chat template, measure them with the
 model's tokenizer and cut the over-long ones (``build``), and hand the
@@ -12,7 +12,7 @@ RSS is its own), back to back:
 - ``naive``: the straightforward way — per document, render the whole chat,
   tokenize the whole prompt into a Python id list, cut the ids with
   `truncate_middle` and decode them back to text;
-- ``ours``: `longrm_tasks.prepare.build_judge_docs` — chat template rendered once per
+- ``ours``: `longrm_tasks.requests.build.build_judge_docs` — chat template rendered once per
   (kind, N) around a sentinel, the long head tokenized once per item (shared
   by its orders) in Rust batches without Python id lists, only the short
   answers tail per order, the text cut at the kept tokens' character offsets
@@ -116,9 +116,9 @@ def tokenizer_dir(cache: Path, data: Path) -> Path:
 
 def naive_docs(items, orders_for, tokenizer, budget: int) -> tuple[list[dict], int]:
     """The straightforward preparation: full render + full tokenization + id-level cut per document."""
-    from longrm_tasks.prepare import answers_part
-    from longrm_tasks.prompts import judge_messages, render_chat
-    from longrm_tasks.truncation import truncate_middle
+    from longrm_tasks.requests.build import answers_part
+    from longrm_tasks.prompts.judge_prompts import judge_messages, render_chat
+    from longrm_tasks.context.truncation import truncate_middle
 
     docs, truncated = [], 0
     for item in items:
@@ -140,9 +140,9 @@ def run_mode(mode: str, data: Path, tok_path: Path, order: str, max_length: int,
     import datasets
     from transformers import AutoTokenizer
 
-    from longrm_tasks.prepare import Budget, Stats, build_judge_docs
+    from longrm_tasks.requests.build import Budget, Stats, build_judge_docs
     from longrm_tasks.data import load_benchmark
-    from longrm_tasks.orders import OrderScheme
+    from longrm_tasks.prompts.orders import OrderScheme
 
     tokenizer = AutoTokenizer.from_pretrained(tok_path)
     scheme = OrderScheme.parse(order)
@@ -162,7 +162,7 @@ def run_mode(mode: str, data: Path, tok_path: Path, order: str, max_length: int,
                                 budget=Budget(max_length, GEN_TOKENS), orders=order, stats=stats)
         truncated = stats.truncated
     else:
-        from longrm_tasks.prepare import MARGIN
+        from longrm_tasks.requests.build import MARGIN
 
         docs, truncated = naive_docs(bench.items, scheme.orders_for, tokenizer, max_length - GEN_TOKENS - MARGIN)
     t2 = time.perf_counter()

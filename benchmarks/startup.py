@@ -2,7 +2,7 @@
 
 Every lm-eval run builds a ``TaskManager`` that indexes lm-eval's own ~14K task
 YAMLs before it looks at ``--tasks``. When every requested task is ours,
-``longrm eval`` indexes only our folder (`longrm_tasks.adapters.lm_eval_index`);
+``longrm eval`` indexes only our folder (`longrm_tasks.adapters.lm_eval.index`);
 ``LONGRM_TASKS_FULL_INDEX=1`` restores the full index. This script runs the same
 short job both ways, alternating (so background load hits both alike), in fresh
 processes: lm-eval's no-op ``dummy`` model on the bundled sample with ``--limit 1``,
@@ -50,7 +50,7 @@ def one_run(full_index: bool) -> tuple[float, float, str]:
 
 def index_seconds() -> dict[str, float]:
     """One TaskManager over lm-eval's tasks plus ours vs over our folder alone (what the two runs build)."""
-    from longrm_tasks.adapters.lm_eval_plugin import TASK_DIR
+    from longrm_tasks.adapters.lm_eval.plugin import TASK_DIR
     from longrm_tasks.compat import lm_eval_task_manager_class
 
     manager = lm_eval_task_manager_class()

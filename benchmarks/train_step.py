@@ -61,7 +61,7 @@ def child(cfg: dict) -> dict:
     import torch
 
     from longrm_tasks.testing import build_model
-    from longrm_tasks.train.alignment_losses import multi_reject_loss
+    from longrm_tasks.train.alignment.losses import multi_reject_loss
     from longrm_tasks.train.shared_context import (enable_shared_prefix_attention, shared_context_logps,
                                                    unshared_logps)
 
@@ -210,8 +210,8 @@ def real_child(cfg: dict) -> dict:
         def loss_fn():
             return trainer.get_batch_loss_metrics(model, batch)[0]
     else:
-        from longrm_tasks.train.alignment_config import AlignmentConfig
-        from longrm_tasks.train.alignment_trainer import AlignmentTrainer, collate_alignment
+        from longrm_tasks.train.alignment.config import AlignmentConfig
+        from longrm_tasks.train.alignment.trainer import AlignmentTrainer, collate_alignment
 
         item = {"prompt_input_ids": prompt, "chosen_input_ids": responses[0], "rejected_input_ids": responses[1:]}
         trainer = AlignmentTrainer(model, args=AlignmentConfig(num_rejected=v, nll_weight=0.0, max_length=context,

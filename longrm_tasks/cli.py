@@ -36,7 +36,7 @@ SUBCOMMANDS = {
     "eval": "longrm_tasks.commands.eval",
     "demo": "longrm_tasks.commands.demo",
     "train": "longrm_tasks.train.cli",
-    "synth": "longrm_tasks.train.synth_cli",
+    "synth": "longrm_tasks.train.synth.cli",
     "rewardbench": "longrm_tasks.adapters.rewardbench.cli",
 }
 

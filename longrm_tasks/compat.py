@@ -91,27 +91,27 @@ class Internal:
 INTERNALS: dict[str, Internal] = {
     "lm_eval_task_manager": Internal(
         "lm-eval's TaskManager.__init__(include_path=...) in lm_eval/tasks/manager.py",
-        "lm-eval", "0.4.13", "0.5", "longrm_tasks.adapters.lm_eval_plugin (start-up hook, longrm eval)"),
+        "lm-eval", "0.4.13", "0.5", "longrm_tasks.adapters.lm_eval.plugin (start-up hook, longrm eval)"),
     "lm_eval_model_registry": Internal(
         "lm-eval's model registry (lm_eval.api.registry.model_registry.register(name, target=...))",
-        "lm-eval", "0.4.13", "0.5", "longrm_tasks.adapters.lm_eval_plugin (start-up hook, longrm eval)"),
+        "lm-eval", "0.4.13", "0.5", "longrm_tasks.adapters.lm_eval.plugin (start-up hook, longrm eval)"),
     "lm_eval_evaluator_config": Internal(
         "lm-eval's EvaluatorConfig.process_tasks (self.tasks, self.include_path; builds the run's TaskManager) "
         "in lm_eval/config/evaluate_config.py, and TaskManager(include_defaults=...)",
-        "lm-eval", "0.4.13", "0.5", "longrm_tasks.adapters.lm_eval_index (longrm eval: narrow task index)"),
+        "lm-eval", "0.4.13", "0.5", "longrm_tasks.adapters.lm_eval.index (longrm eval: narrow task index)"),
     "lm_eval_resolve_max_length": Internal(
         "lm-eval's lm_eval.models.utils.resolve_max_length", "lm-eval", "0.4.13", "0.5",
-        "longrm_tasks.adapters.lm_eval_tasks (the model's context, as lm-eval's hf backend resolves it)"),
+        "longrm_tasks.adapters.lm_eval.tasks (the model's context, as lm-eval's hf backend resolves it)"),
     "trl_forward_redirection": Internal(
         "TRL's private trl.models.utils._ForwardRedirection", "trl", "1.16", "2",
-        "longrm_tasks.train.sft, .reward, .alignment_trainer"),
+        "longrm_tasks.train.sft, .reward, .alignment.trainer"),
     "trl_chunked_logprob": Internal(
         "TRL's trl.kernels.ChunkedLogProbFunction", "trl", "1.16", "2", "longrm_tasks.train.response_head"),
     "trl_gather_lm_head": Internal(
         "TRL's trl.trainer.utils.maybe_gather_lm_head_ctx", "trl", "1.16", "2", "longrm_tasks.train.response_head"),
     "trl_disable_dropout": Internal(
         "TRL's trl.trainer.utils.disable_dropout_in_model", "trl", "1.16", "2",
-        "longrm_tasks.train.alignment_trainer"),
+        "longrm_tasks.train.alignment.trainer"),
     "trl_common_prefix_length": Internal(
         "TRL's trl.data_utils.common_prefix_length", "trl", "1.16", "2", "longrm_tasks.train.long_inputs"),
     "transformers_cache_layers": Internal(

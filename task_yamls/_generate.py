@@ -6,7 +6,7 @@ Naming: ``long_rewardbench[_JUDGE][_FORMAT][_CONFIG]``
   CONFIG = ``longqa`` ``summ`` ``safety`` ``icl`` ``cite`` ``code`` ``math``
 ``long_rewardbench[_JUDGE]`` is a group that runs the whole benchmark as its one
 task ``long_rewardbench[_JUDGE]_all``; every other name is a slice task.
-Each task lists exactly the metrics that apply to its slice (`lm_eval_metrics.METRICS`).
+Each task lists exactly the metrics that apply to its slice (`adapters.lm_eval.metrics.METRICS`).
 The generated files are committed; rerun this after changing the metrics or slices.
 """
 from __future__ import annotations
@@ -19,10 +19,10 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # a source checkout's package, when not installed
 
-from longrm_tasks.adapters.lm_eval_metrics import METRICS  # noqa: E402
+from longrm_tasks.adapters.lm_eval.metrics import METRICS  # noqa: E402
 from longrm_tasks.data.schema import CONFIGS  # noqa: E402
 
-METRICS_MODULE = "longrm_tasks.adapters.lm_eval_metrics"
+METRICS_MODULE = "longrm_tasks.adapters.lm_eval.metrics"
 # Configs without Best-of-N items in Long-RewardBench (see DESIGN.md §2): no bon slice for them.
 NO_BON = {"Safety", "Math"}
 JUDGES = {  # suffix -> (judge, base YAML, what it is)

@@ -73,7 +73,7 @@ def test_longrm_tasks_lists_every_task_once_with_a_line(capsys):
 
 
 def test_longrm_tasks_path_is_the_folder_lm_eval_reads(capsys):
-    from longrm_tasks.adapters.lm_eval_plugin import TASK_DIR
+    from longrm_tasks.adapters.lm_eval.plugin import TASK_DIR
 
     assert cli.main(["tasks", "--path"]) == 0
     printed = Path(capsys.readouterr().out.strip())
@@ -91,7 +91,7 @@ def test_task_reader_keeps_lm_eval_function_tags_as_text(tmp_path):
 
 
 def test_eval_help_documents_every_metadata_option_the_loader_accepts():
-    from longrm_tasks.adapters.lm_eval_options import OUR_KEYS
+    from longrm_tasks.adapters.lm_eval.options import OUR_KEYS
 
     assert set(eval_command.METADATA_OPTIONS) == set(OUR_KEYS)
     text = eval_command.help_text()

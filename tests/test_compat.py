@@ -89,7 +89,7 @@ def test_start_up_patches_step_aside_once_with_one_line(monkeypatch, capsys):
     import lm_eval.api.registry
     import lm_eval.tasks.manager
 
-    from longrm_tasks.adapters import lm_eval_plugin
+    from longrm_tasks.adapters.lm_eval import plugin as lm_eval_plugin
 
     _pretend(monkeypatch, **{"lm-eval": "0.4.11"})
     monkeypatch.setattr(lm_eval_plugin, "_announced", [])

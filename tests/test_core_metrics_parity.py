@@ -8,7 +8,7 @@ import pytest
 import reference_oracle as ref
 from longrm_tasks.cli import main
 from longrm_tasks.data.schema import LENGTH_BUCKETS
-from longrm_tasks.verdicts import parse_judgment, scores_to_ranks
+from longrm_tasks.verdicts.parsing import parse_judgment, scores_to_ranks
 
 PAIR_OUTPUTS = [
     "Both are fine. [[A]]", "[[B]]", "I pick [[B]] ... no, final: [[A]]", "[[A]] or maybe [[B]]", "[[a]]",

@@ -10,7 +10,7 @@ import pytest
 import reference_oracle as ref
 from longrm_tasks.data import load_benchmark, load_config_file, select
 from longrm_tasks.data.synthetic import generate_config
-from longrm_tasks.orders import OrderScheme, hash_order
+from longrm_tasks.prompts.orders import OrderScheme, hash_order
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = {b: 20 for b in ("4k", "8k", "16k", "32k", "64k", "128k")}
@@ -54,7 +54,8 @@ def test_hash_orders_are_stable_across_processes_and_selections(config_file):
     # a selection sees the same permutation per record
     subset = select(items, tasktypes="BestOfN")
     assert all(scheme.orders_for(it)[0] == here[it.id] for it in subset)
-    code = (f"import json; from longrm_tasks.data import load_config_file; from longrm_tasks.orders import OrderScheme;"
+    code = (f"import json; from longrm_tasks.data import load_config_file; "
+            f"from longrm_tasks.prompts.orders import OrderScheme;"
             f"s=OrderScheme.parse('hash:7'); print(json.dumps({{it.id: s.orders_for(it)[0] for it in "
             f"load_config_file({str(path)!r}, 'Summ')[::-1]}}))")
     for hashseed in ("0", "12345"):

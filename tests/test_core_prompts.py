@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from longrm_tasks.data import load_benchmark
-from longrm_tasks.prompts import judge_messages, judge_prompts, render_chat, system_prompt, user_prompt
+from longrm_tasks.prompts.judge_prompts import judge_messages, judge_prompts, render_chat, system_prompt, user_prompt
 
 # SHA-256 of the design notes' judge_prompts.json (transcribed from the reference evaluator's
 # utils/prompt.py) when it was copied into the package: the bundled file must stay byte-identical.

@@ -317,7 +317,7 @@ METADATA_ROWS = [  # key, a wrong-typed JSON value, the expected message
 
 
 def test_metadata_rows_cover_every_key():
-    from longrm_tasks.adapters.lm_eval_options import OUR_KEYS
+    from longrm_tasks.adapters.lm_eval.options import OUR_KEYS
 
     assert sorted(k for k, _, _ in METADATA_ROWS) == sorted(OUR_KEYS)
 
@@ -327,7 +327,7 @@ def test_metadata_rows_cover_every_key():
                                  "parser", "max_length", "max_gen_toks"])
 def test_every_key_refuses_every_wrong_json_type(key, value):
     """The parse lm-eval's task loading runs (both entry points below end in it), every key x JSON type."""
-    from longrm_tasks.adapters.lm_eval_options import STRING_KEYS, parse_options
+    from longrm_tasks.adapters.lm_eval.options import STRING_KEYS, parse_options
     from longrm_tasks.errors import InputError
 
     if key not in STRING_KEYS and isinstance(value, int) and not isinstance(value, bool):

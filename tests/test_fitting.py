@@ -1,12 +1,12 @@
-"""The fitting rules (`longrm_tasks.fitting`): paper head/tail, fit middle span, room at the context, stats."""
+"""The fitting rules (`longrm_tasks.context.fitting`): paper head/tail, fit middle span, room at the context, stats."""
 from __future__ import annotations
 
 import pytest
 
-from longrm_tasks.fitting import (FitStats, DoesNotFit, Span, generation_room, middle_span, paper_prompt, paper_span,
-                                  strip_bos, zero_shot_prompt)
+from longrm_tasks.context.fitting import (FitStats, DoesNotFit, Span, generation_room, middle_span, paper_prompt,
+                                          paper_span, strip_bos, zero_shot_prompt)
 from longrm_tasks.testing import build_tokenizer
-from longrm_tasks.truncation import PAPER_LIMIT
+from longrm_tasks.context.truncation import PAPER_LIMIT
 
 
 def test_paper_span_is_the_reference_slices():

@@ -108,8 +108,8 @@ def test_wheel_ships_the_hook_the_task_yamls_and_the_entry_points(lm_eval_venv):
     yamls = sorted(p.relative_to(REPO / "task_yamls").as_posix() for p in (REPO / "task_yamls").rglob("*.yaml"))
     assert yamls, "no task YAMLs in the repository"
     assert [y for y in yamls if f"longrm_tasks/task_yamls/{y}" not in names] == []
-    assert "[lm_eval.models]\nhf-rm = longrm_tasks.adapters.lm_eval_rm:HFRewardModel" in entry_points
-    assert "[lm_eval.tasks]\nlong_rewardbench = longrm_tasks.adapters.lm_eval_plugin:TASK_DIR" in entry_points
+    assert "[lm_eval.models]\nhf-rm = longrm_tasks.adapters.lm_eval.rm:HFRewardModel" in entry_points
+    assert "[lm_eval.tasks]\nlong_rewardbench = longrm_tasks.adapters.lm_eval.plugin:TASK_DIR" in entry_points
     installed = lm_eval_venv.site_packages
     assert (installed / "longrm_tasks_hook.pth").is_file()
     assert (installed / "longrm_tasks" / "task_yamls" / "long_rewardbench_rm" / "long_rewardbench_rm.yaml").is_file()
@@ -152,7 +152,7 @@ def test_a_failing_patch_is_reported_and_lm_eval_still_works(lm_eval_venv):
     # A broken install: our plugin module cannot be imported.
     done = lm_eval_venv.run("-c", """if True:
         import sys
-        sys.modules["longrm_tasks.adapters.lm_eval_plugin"] = None
+        sys.modules["longrm_tasks.adapters.lm_eval.plugin"] = None
         from lm_eval.api.registry import get_model, model_registry
         import lm_eval.tasks
         print(get_model("dummy").__name__, "hf-rm" in model_registry)
@@ -203,7 +203,7 @@ def test_editable_install_gets_the_hook_and_the_source_task_folder(tmp_path):
         import json
         import lm_eval.tasks
         from lm_eval.api.registry import model_registry
-        from longrm_tasks.adapters.lm_eval_plugin import TASK_DIR
+        from longrm_tasks.adapters.lm_eval.plugin import TASK_DIR
         print(json.dumps([str(TASK_DIR), getattr(lm_eval.tasks.TaskManager.__init__, "_longrm_tasks", False),
                           "hf-rm" in model_registry, "hf" in model_registry]))
     """)

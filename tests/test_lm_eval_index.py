@@ -1,4 +1,4 @@
-"""`longrm eval` indexes only our task folder when every requested task is ours (adapters/lm_eval_index.py)."""
+"""`longrm eval` indexes only our task folder when every requested task is ours (adapters/lm_eval/index.py)."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("lm_eval")
 
-from longrm_tasks.adapters import lm_eval_index  # noqa: E402
-from longrm_tasks.adapters.lm_eval_plugin import TASK_DIR  # noqa: E402
+from longrm_tasks.adapters.lm_eval import index as lm_eval_index  # noqa: E402
+from longrm_tasks.adapters.lm_eval.plugin import TASK_DIR  # noqa: E402
 from longrm_tasks.compat import lm_eval_evaluator_config_class, lm_eval_task_manager_class  # noqa: E402
 
 OURS = Path(TASK_DIR)

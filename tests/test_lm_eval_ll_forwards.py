@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from longrm_tasks.loglikelihood_requests import (OPENING, VerdictRequest, legacy_choices, legacy_design,
+from longrm_tasks.requests.loglikelihood import (OPENING, VerdictRequest, legacy_choices, legacy_design,
                                                  verdict_request)
 from longrm_tasks.testing import build_tokenizer
 
@@ -82,7 +82,7 @@ def test_letters_are_one_token_after_the_opening(make, tail):
 def test_merging_tokenizer_falls_back_and_says_so_once(caplog):
     tokenizer = _merging_tokenizer()
     assert _encode(tokenizer, "x [[A")[-1] == tokenizer.convert_tokens_to_ids("[[A")  # the opening swallows A
-    with caplog.at_level(logging.WARNING, logger="longrm_tasks.loglikelihood_requests"):
+    with caplog.at_level(logging.WARNING, logger="longrm_tasks.requests.loglikelihood"):
         first = verdict_request(tokenizer, "pair", 2, TAILS["gemma"])
         again = verdict_request(tokenizer, "pair", 2, TAILS["gemma"])
     assert first == again
@@ -182,7 +182,7 @@ def _fit_verdicts(model, tokenizer, docs, steps=200, lr=2e-2):
     """
     import torch
 
-    from longrm_tasks.prompts import LETTERS
+    from longrm_tasks.prompts.judge_prompts import LETTERS
 
     letter_ids = [tokenizer.convert_tokens_to_ids(x) for x in LETTERS]
     rows = []
@@ -228,7 +228,7 @@ def test_a_judge_that_knows_the_verdicts_gives_the_same_ones_in_both_designs(tmp
     pytest.importorskip("lm_eval")
     import torch
 
-    from longrm_tasks.adapters.lm_eval_tasks import load_dataset
+    from longrm_tasks.adapters.lm_eval.tasks import load_dataset
     from longrm_tasks.testing import build_model
 
     torch.manual_seed(0)
@@ -292,7 +292,7 @@ def test_apply_chat_template_context_ends_with_the_opening_too(tmp_path):
 def test_the_opening_is_counted_in_the_prompt_tokens(protocol, max_length, tmp_path):
     """fit at 2,048: some heads fit alone and only their answers push them over (cut after measuring)."""
     pytest.importorskip("lm_eval")
-    from longrm_tasks.adapters.lm_eval_tasks import load_dataset
+    from longrm_tasks.adapters.lm_eval.tasks import load_dataset
 
     tokenizer = build_tokenizer()
     tokenizer.save_pretrained(tmp_path / "tok")
@@ -328,10 +328,10 @@ def test_a_tokenizer_that_merges_gets_version_one_requests_through_lm_eval(tmp_p
     lm = _hf_lm(model, tokenizer, 8192)
     counter = ForwardCounter(lm.model)
     meta = {"tokenizer": str(tmp_path / "tok"), "data_dir": "sample", "max_length": 8192}
-    with caplog.at_level(logging.WARNING, logger="longrm_tasks.loglikelihood_requests"):
+    with caplog.at_level(logging.WARNING, logger="longrm_tasks.requests.loglikelihood"):
         _, samples = _evaluate(lm, ["long_rewardbench_ll_math"], meta, "v2")
     assert [s["doc"]["choices"] for s in samples] == [["[[A]]", "[[B]]"]] * 2
     assert not any(s["doc"]["prompt"].endswith(OPENING) for s in samples)
     assert counter.rows == 4  # one forward per choice: correct, just not shared
-    warnings = [r.getMessage() for r in caplog.records if r.name == "longrm_tasks.loglikelihood_requests"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "longrm_tasks.requests.loglikelihood"]
     assert len(warnings) == 1 and "one forward per choice" in warnings[0]

@@ -11,22 +11,22 @@ import pytest
 
 pytest.importorskip("lm_eval")
 
-from longrm_tasks.adapters import lm_eval_metrics  # noqa: E402
-from longrm_tasks.adapters.api_context import server_context  # noqa: E402
-from longrm_tasks.adapters.lm_eval_options import parse_options  # noqa: E402
-from longrm_tasks.adapters.lm_eval_tasks import load_dataset, process_results  # noqa: E402
+from longrm_tasks.adapters.lm_eval import metrics as lm_eval_metrics  # noqa: E402
+from longrm_tasks.adapters.lm_eval.api_context import server_context  # noqa: E402
+from longrm_tasks.adapters.lm_eval.options import parse_options  # noqa: E402
+from longrm_tasks.adapters.lm_eval.tasks import load_dataset, process_results  # noqa: E402
 from longrm_tasks.data import load_benchmark, select  # noqa: E402
 from longrm_tasks.errors import InputError  # noqa: E402
-from longrm_tasks.metrics import compute_metrics  # noqa: E402
-from longrm_tasks.orders import OrderScheme  # noqa: E402
-from longrm_tasks.prepare import MARGIN  # noqa: E402
-from longrm_tasks.presentation import judged  # noqa: E402
-from longrm_tasks.prompts import judge_messages, render_chat  # noqa: E402
+from longrm_tasks.metrics.benchmark import compute_metrics  # noqa: E402
+from longrm_tasks.prompts.orders import OrderScheme  # noqa: E402
+from longrm_tasks.requests.build import MARGIN  # noqa: E402
+from longrm_tasks.requests.presentation import judged  # noqa: E402
+from longrm_tasks.prompts.judge_prompts import judge_messages, render_chat  # noqa: E402
 from longrm_tasks.testing import build_tokenizer, save_tiny_model  # noqa: E402
 
 from test_lm_eval_tasks import TASK_DIR, _manager  # noqa: E402
 
-LOGGER = "longrm_tasks.adapters.lm_eval_tasks"
+LOGGER = "longrm_tasks.adapters.lm_eval.tasks"
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +161,7 @@ def test_aggregations_share_one_metric_computation(monkeypatch):
     lm_eval_metrics._CACHE.clear()
     doc = {"config": "Math", "id": "x", "tasktype": "PairWise", "subtype": "same", "length": "4k", "order": [1, 0],
            "truncated_tokens": 0, "skipped": False, "overlong": False}
-    from longrm_tasks.presentation import record
+    from longrm_tasks.requests.presentation import record
 
     records = [record(doc, [1, 0]), record({**doc, "id": "y"}, None)]
     values = {m.name: getattr(lm_eval_metrics, m.function)(list(records)) for m in lm_eval_metrics.METRICS}
@@ -169,7 +169,8 @@ def test_aggregations_share_one_metric_computation(monkeypatch):
     # every metric the YAMLs name is a plain function of the module
     yaml_text = (TASK_DIR / "long_rewardbench" / "long_rewardbench_all.yaml").read_text()
     for m in lm_eval_metrics.METRICS:
-        assert f"lm_eval_metrics.{m.function}\n" in yaml_text and callable(getattr(lm_eval_metrics, m.function))
+        assert f"adapters.lm_eval.metrics.{m.function}\n" in yaml_text
+        assert callable(getattr(lm_eval_metrics, m.function))
 
 
 class _Server:
@@ -276,7 +277,7 @@ def test_tokenized_api_requests_need_max_length_chat_apis_do_not(tmp_path, capsy
     (32768, {"tokenized_requests": False}, (32768, "max_model_len")),  # text goes out whole
 ])
 def test_text_completion_context_is_what_lm_eval_and_the_server_keep(served, model_args, expected):
-    from longrm_tasks.adapters.api_context import api_model_context
+    from longrm_tasks.adapters.lm_eval.api_context import api_model_context
 
     server = _Server({"/v1/models": {"data": [{"id": "judge", "max_model_len": served}]}})
     try:

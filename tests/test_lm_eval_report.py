@@ -8,11 +8,11 @@ import pytest
 
 pytest.importorskip("lm_eval")
 
-from longrm_tasks.adapters.lm_eval_metrics import judged  # noqa: E402
-from longrm_tasks.adapters.lm_eval_report import export_predictions, load_lm_eval_run  # noqa: E402
+from longrm_tasks.adapters.lm_eval.metrics import judged  # noqa: E402
+from longrm_tasks.adapters.lm_eval.report import export_predictions, load_lm_eval_run  # noqa: E402
 from longrm_tasks.commands.score import score_files  # noqa: E402
 from longrm_tasks.errors import InputError  # noqa: E402
-from longrm_tasks.predictions import read_predictions  # noqa: E402
+from longrm_tasks.verdicts.predictions import read_predictions  # noqa: E402
 from longrm_tasks.report.runs import load_run, load_runs  # noqa: E402
 from longrm_tasks.testing import save_tiny_model  # noqa: E402
 
@@ -211,7 +211,7 @@ def rm_run(tmp_path_factory):
     from lm_eval.loggers import EvaluationTracker
     from lm_eval.tasks import TaskManager
 
-    from longrm_tasks.adapters.lm_eval_plugin import register_models
+    from longrm_tasks.adapters.lm_eval.plugin import register_models
 
     register_models(lm_eval.api.registry)
     root = tmp_path_factory.mktemp("lm_eval_rm")

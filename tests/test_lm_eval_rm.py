@@ -14,9 +14,9 @@ from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.api.registry import get_model  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
-from longrm_tasks.adapters.lm_eval_plugin import register_models  # noqa: E402
-from longrm_tasks.adapters.lm_eval_rm import HFRewardModel, group_requests  # noqa: E402
-from longrm_tasks.rm.requests import encode_rm_context  # noqa: E402
+from longrm_tasks.adapters.lm_eval.plugin import register_models  # noqa: E402
+from longrm_tasks.adapters.lm_eval.rm import HFRewardModel, group_requests  # noqa: E402
+from longrm_tasks.requests.reward import encode_rm_context  # noqa: E402
 from longrm_tasks.errors import InputError  # noqa: E402
 from longrm_tasks.testing import save_tiny_model  # noqa: E402
 
@@ -45,7 +45,7 @@ def _requests():
 
 def _reference_scores(path, requests):
     """Each candidate alone, one plain forward pass over its full chat (the reference protocol)."""
-    from longrm_tasks.rm.requests import decode_rm_context
+    from longrm_tasks.requests.reward import decode_rm_context
 
     model = AutoModelForSequenceClassification.from_pretrained(path).eval()
     tok = AutoTokenizer.from_pretrained(path)
@@ -181,7 +181,7 @@ def test_parallelize_spreads_the_model_and_scores_the_same(tmp_path, capsys):
 
 
 def test_model_parallel_args_follow_lm_evals_hf_model():
-    from longrm_tasks.adapters.lm_eval_rm import model_parallel_args
+    from longrm_tasks.adapters.lm_eval.rm import model_parallel_args
 
     common = dict(max_cpu_memory=None, offload_folder="off", device_map=None)
     assert model_parallel_args(parallelize=False, max_memory_per_gpu=None, gpus=8, local_rank=0,
@@ -205,7 +205,7 @@ def test_models_are_registered_from_one_table_matching_the_entry_points():
     import re
     from pathlib import Path
 
-    from longrm_tasks.adapters.lm_eval_plugin import MODEL_TARGETS
+    from longrm_tasks.adapters.lm_eval.plugin import MODEL_TARGETS
 
     # (tomllib is Python >= 3.11; the section is plain `name = "module:Class"` lines)
     text = (Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8")
@@ -219,7 +219,7 @@ def test_models_are_registered_from_one_table_matching_the_entry_points():
     assert get_model("hf-rm") is HFRewardModel
 
 
-# -- the task's protocol decides the over-long rule (rm.requests `protocol`) -----------------------
+# -- the task's protocol decides the over-long rule (requests.reward `protocol`) -----------------------
 
 def _protocol_requests(protocol):
     per_item = [[(encode_rm_context(messages, key, protocol), c) for c in candidates]
@@ -232,9 +232,9 @@ def test_paper_protocol_cuts_a_candidate_over_131072_tokens_like_the_reference(r
     """The reference (Long-RM ``LongRewardBenchDisRMPreprocess``): prompt + assistant turn through the chat
     template, >= 131,072 tokens keep ids[:65536] + ids[5 - 65536:]. What hf-rm hands its scorer is checked
     (running a 131K-token forward on CPU takes minutes)."""
-    from longrm_tasks.fitting import paper_span
+    from longrm_tasks.context.fitting import paper_span
     from longrm_tasks.rm.formatting import chat_token_ids, common_prefix_length
-    from longrm_tasks.truncation import PAPER_HEAD, PAPER_TAIL
+    from longrm_tasks.context.truncation import PAPER_HEAD, PAPER_TAIL
 
     context = "HEAD-MARK " + " ".join(f"word{i}" for i in range(15_000)) + " Question: what?"
     messages = [{"role": "user", "content": context}]
@@ -262,7 +262,7 @@ def test_paper_item_beyond_max_length_is_scored_wrong_and_counted(rm_path, capsy
     lm = HFRewardModel(pretrained=str(rm_path), device="cpu", max_length=64, progress=False)
     scores = [s for s, _ in lm.loglikelihood(_protocol_requests("paper"))]
     long_item, short_item = scores[:3], scores[3:]
-    assert long_item == [float("-inf")] * 3  # rm.requests.OVERLONG_SCORE: never cut to fit, never scored
+    assert long_item == [float("-inf")] * 3  # requests.reward.OVERLONG_SCORE: never cut to fit, never scored
     assert all(math.isfinite(s) for s in short_item)
     err = capsys.readouterr().err
     assert "over-long 1 items (scored wrong)" in err and "skipped 0 items" in err and "truncated 0 items" in err
@@ -319,7 +319,7 @@ def test_overlong_reaches_the_metrics_through_lm_eval(tmp_path):
 
 
 def json_messages(context: str) -> list[dict]:
-    from longrm_tasks.rm.requests import decode_rm_context
+    from longrm_tasks.requests.reward import decode_rm_context
 
     return decode_rm_context(context)["messages"]
 

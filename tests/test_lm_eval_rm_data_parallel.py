@@ -40,7 +40,7 @@ def _one_process(model):
     import lm_eval.api.registry
     from lm_eval.tasks import TaskManager
 
-    from longrm_tasks.adapters.lm_eval_plugin import TASK_DIR, register_models
+    from longrm_tasks.adapters.lm_eval.plugin import TASK_DIR, register_models
 
     register_models(lm_eval.api.registry)
     manager = TaskManager(include_path=str(TASK_DIR), include_defaults=False, metadata={"data_dir": "sample"})

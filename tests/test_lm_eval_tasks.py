@@ -9,14 +9,14 @@ import pytest
 
 pytest.importorskip("lm_eval")
 
-from longrm_tasks.adapters.lm_eval_options import parse_options  # noqa: E402
-from longrm_tasks.prepare import MARGIN, Budget, Stats, build_judge_docs, build_rm_docs  # noqa: E402
-from longrm_tasks.adapters.lm_eval_tasks import load_dataset  # noqa: E402
-from longrm_tasks.rm.requests import decode_rm_context, encode_rm_context  # noqa: E402
+from longrm_tasks.adapters.lm_eval.options import parse_options  # noqa: E402
+from longrm_tasks.requests.build import MARGIN, Budget, Stats, build_judge_docs, build_rm_docs  # noqa: E402
+from longrm_tasks.adapters.lm_eval.tasks import load_dataset  # noqa: E402
+from longrm_tasks.requests.reward import decode_rm_context, encode_rm_context  # noqa: E402
 from longrm_tasks.data import load_benchmark, select  # noqa: E402
 from longrm_tasks.errors import InputError  # noqa: E402
-from longrm_tasks.orders import OrderScheme  # noqa: E402
-from longrm_tasks.prompts import judge_messages, render_chat  # noqa: E402
+from longrm_tasks.prompts.orders import OrderScheme  # noqa: E402
+from longrm_tasks.prompts.judge_prompts import judge_messages, render_chat  # noqa: E402
 from longrm_tasks.testing import build_tokenizer, save_tiny_model  # noqa: E402
 
 TASK_DIR = Path(__file__).resolve().parents[1] / "task_yamls"
@@ -131,7 +131,7 @@ def test_truncation_keeps_instructions_context_start_and_answers(tokenizer, item
 
 
 def test_cut_without_offsets_decodes_the_kept_tokens(tokenizer):
-    from longrm_tasks.prepare import Measurer
+    from longrm_tasks.requests.build import Measurer
 
     measurer = Measurer(tokenizer)
     measurer.backend = None  # the path for tokenizers without a Rust backend (no character offsets)
@@ -234,12 +234,12 @@ def test_apply_chat_template_sends_the_judge_messages(tiny_model, tokenizer):
         assert sample["arguments"][0][1]["max_gen_toks"] == min(4, 1024 - sent)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("longrm_tasks.adapters.lm_eval_rm") is None,
+@pytest.mark.skipif(importlib.util.find_spec("longrm_tasks.adapters.lm_eval.rm") is None,
                     reason="the hf-rm model is not in this checkout")
 def test_reward_model_slice_ranks_by_reward(tmp_path_factory):
     import lm_eval
     import lm_eval.api.registry
-    from longrm_tasks.adapters.lm_eval_plugin import register_models
+    from longrm_tasks.adapters.lm_eval.plugin import register_models
 
     register_models(lm_eval.api.registry)  # hf-rm, as the start-up hook / `longrm eval` register it
 
@@ -249,7 +249,7 @@ def test_reward_model_slice_ranks_by_reward(tmp_path_factory):
     res = lm_eval.simple_evaluate(model="hf-rm", model_args={"pretrained": str(rm_dir), "max_length": 1024},
                                   tasks=["long_rewardbench_rm_code"], task_manager=_manager(meta), device="cpu",
                                   log_samples=True)
-    from longrm_tasks.verdicts import scores_to_ranks
+    from longrm_tasks.verdicts.parsing import scores_to_ranks
 
     samples = res["samples"]["long_rewardbench_rm_code"]
     for sample in samples:

@@ -17,7 +17,7 @@ from paper_prompt_oracle import preprocess  # noqa: E402  (tests/ is on sys.path
 from longrm_tasks.commands import render
 from longrm_tasks.data.loading import SAMPLE_DIR
 from longrm_tasks.testing import build_tokenizer
-from longrm_tasks.truncation import PAPER_LIMIT
+from longrm_tasks.context.truncation import PAPER_LIMIT
 
 # Gemma 2/3's template, as shipped (system merged into the first user turn, content trimmed, BOS in the text).
 GEMMA_TEMPLATE = (

@@ -13,8 +13,8 @@ from longrm_tasks.cli import main
 from longrm_tasks.data.schema import validate_record
 from longrm_tasks.data.synthetic import generate_config
 from longrm_tasks.errors import InputError
-from longrm_tasks.metrics import compute_metrics
-from longrm_tasks.predictions import read_predictions
+from longrm_tasks.metrics.benchmark import compute_metrics
+from longrm_tasks.verdicts.predictions import read_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIR = dict(output="[[A]]", shuffled_order=[0, 1], subset="LongQA", tasktype="PairWise", subtype="same",

@@ -304,7 +304,7 @@ def test_short_to_long_resumes_to_the_same_bytes(tmp_path, capsys, monkeypatch):
 def test_synth_help_explains_every_option():
     import argparse
 
-    from longrm_tasks.train import synth_cli
+    from longrm_tasks.train.synth import cli as synth_cli
 
     parser = argparse.ArgumentParser()
     synth_cli.add_arguments(parser)

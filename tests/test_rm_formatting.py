@@ -4,7 +4,7 @@ import pytest
 from longrm_tasks.errors import InputError
 from longrm_tasks.rm.formatting import ScoringItem, chat_token_ids, common_prefix_length, format_item
 from longrm_tasks.testing import build_tokenizer
-from longrm_tasks.truncation import PAPER_HEAD, PAPER_TAIL
+from longrm_tasks.context.truncation import PAPER_HEAD, PAPER_TAIL
 
 
 @pytest.fixture(scope="module")

@@ -84,7 +84,7 @@ def tiny(tmp_path_factory):
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
 def test_vllm_rm_without_vllm_says_how_to_install_it(tiny):
     pytest.importorskip("lm_eval")
-    from longrm_tasks.adapters.lm_eval_vllm_rm import VLLMRewardModel
+    from longrm_tasks.adapters.lm_eval.vllm_rm import VLLMRewardModel
 
     with pytest.raises(ImportError, match="longrm-tasks\\[vllm\\]"):
         VLLMRewardModel(pretrained=str(tiny["rm"]), tensor_parallel_size=1)
@@ -92,7 +92,7 @@ def test_vllm_rm_without_vllm_says_how_to_install_it(tiny):
 
 def test_vllm_rm_refuses_a_causal_lm_before_starting_vllm(tiny):
     pytest.importorskip("lm_eval")
-    from longrm_tasks.adapters.lm_eval_vllm_rm import VLLMRewardModel
+    from longrm_tasks.adapters.lm_eval.vllm_rm import VLLMRewardModel
     from longrm_tasks.errors import InputError
 
     with pytest.raises(InputError, match="causal language model.*long_rewardbench_ll"):
@@ -143,9 +143,9 @@ def test_vllm_rm_maps_requests_to_rewards_like_hf_rm(tiny, capsys):
     from lm_eval.api.instance import Instance
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from longrm_tasks.adapters.lm_eval_rm import HFRewardModel
-    from longrm_tasks.adapters.lm_eval_vllm_rm import VLLMRewardModel
-    from longrm_tasks.rm.requests import encode_rm_context
+    from longrm_tasks.adapters.lm_eval.rm import HFRewardModel
+    from longrm_tasks.adapters.lm_eval.vllm_rm import VLLMRewardModel
+    from longrm_tasks.requests.reward import encode_rm_context
 
     context = "A long report on rivers and their floods. " * 30
     items = {"LongQA/1": ([{"role": "user", "content": context + "Which river floods?"}],

@@ -220,7 +220,7 @@ def test_other_errors_and_debug_mode_go_to_the_previous_hook(hook, monkeypatch, 
 
 
 def test_hook_is_only_for_lm_evals_command_line(monkeypatch):
-    from longrm_tasks.adapters.lm_eval_plugin import running_lm_eval_cli
+    from longrm_tasks.adapters.lm_eval.plugin import running_lm_eval_cli
 
     assert not running_lm_eval_cli()  # pytest (a library user of lm-eval) keeps Python's own behaviour
     monkeypatch.setattr(sys, "argv", ["lm_eval", "--model", "dummy"])  # what `longrm eval` hands lm-eval's parser
@@ -249,7 +249,7 @@ def _lm_eval_run(folder: Path, config: str) -> Path:
 @pytest.mark.parametrize("config", ["../../escaped", "/abs/escaped", "a/b", ".."])
 def test_exported_prediction_names_from_samples_stay_inside(tmp_path, config):
     pytest.importorskip("lm_eval")
-    from longrm_tasks.adapters.lm_eval_report import export_predictions
+    from longrm_tasks.adapters.lm_eval.report import export_predictions
 
     run = _lm_eval_run(tmp_path / "run", config)
     out = tmp_path / "a" / "b" / "preds"

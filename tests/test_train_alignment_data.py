@@ -6,10 +6,10 @@ import os
 import pytest
 
 from longrm_tasks.errors import InputError
-from longrm_tasks.prompts import render_chat
+from longrm_tasks.prompts.judge_prompts import render_chat
 from longrm_tasks.testing import QWEN3_CHAT_TEMPLATE, build_tokenizer
-from longrm_tasks.train.alignment_data import load_alignment_dataset
-from longrm_tasks.train.samples import sample_path
+from longrm_tasks.train.alignment.data import load_alignment_dataset
+from longrm_tasks.train.sample.generate import sample_path
 
 # The authors' real 20-record Stage II sample is not shipped (not ours to redistribute); point
 # this variable at a copy to run the test that reads it.

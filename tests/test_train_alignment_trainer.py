@@ -8,9 +8,9 @@ from transformers import AutoModelForCausalLM
 pytest.importorskip("trl", reason="the [train] extra (TRL) is not installed")
 
 from longrm_tasks.testing import build_model  # noqa: E402
-from longrm_tasks.train.alignment_config import AlignmentConfig  # noqa: E402
-from longrm_tasks.train.alignment_data import load_alignment_dataset  # noqa: E402
-from longrm_tasks.train.alignment_trainer import AlignmentTrainer  # noqa: E402
+from longrm_tasks.train.alignment.config import AlignmentConfig  # noqa: E402
+from longrm_tasks.train.alignment.data import load_alignment_dataset  # noqa: E402
+from longrm_tasks.train.alignment.trainer import AlignmentTrainer  # noqa: E402
 
 
 def _records(n: int):
@@ -135,7 +135,7 @@ def test_gemma3_trains_sft_then_alignment_with_shared_context_on_by_default(tmp_
 def test_unshareable_model_is_named_before_training_and_runs_unshared(tmp_path, caplog):
     import transformers
 
-    from longrm_tasks.train.alignment_trainer import shared_context_preflight
+    from longrm_tasks.train.alignment.trainer import shared_context_preflight
     from longrm_tasks.train.recipe import Stage
 
     config = transformers.Qwen3Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,

@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from longrm_tasks.fitting import FitStats
+from longrm_tasks.context.fitting import FitStats
 from longrm_tasks.train.long_inputs import Encoded, fit_prompt, key_span
-from longrm_tasks.train.samples import sample_path
+from longrm_tasks.train.sample.generate import sample_path
 
 # The authors' 20-record Stage II sample is not shipped; point this variable at a copy to check it too.
 REAL_SAMPLE = os.environ.get("LONGRM_ALIGNMENT_SAMPLE")

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from longrm_tasks.train.model_card import fitting_sentences, portable_name, render_card
 from longrm_tasks.train.recipe import Recipe, Stage
-from longrm_tasks.train.samples import sample_path
+from longrm_tasks.train.sample.generate import sample_path
 
 
 def test_fitting_sentences_follow_the_counts():

@@ -166,7 +166,7 @@ def test_misspelt_recipe_keys_name_the_closest_known_one(tmp_path, override, mes
 
 def test_bundled_samples_and_max_records(tmp_path):
     from longrm_tasks.train.records import DataFile, read_jsonl
-    from longrm_tasks.train.samples import sample_path
+    from longrm_tasks.train.sample.generate import sample_path
 
     recipe = load_recipe(write(tmp_path, BASIC.replace("data: d.jsonl}", "data: sample:alignment, max_records: 3}")))
     rm = recipe.stage("sft")
@@ -182,7 +182,7 @@ def test_bundled_samples_and_max_records(tmp_path):
 def test_bundled_sample_is_synthetic_and_regenerates_byte_for_byte(tmp_path, monkeypatch):
     import json
 
-    from longrm_tasks.train import samples
+    from longrm_tasks.train.sample import generate as samples
 
     for name in samples.SAMPLES:
         lines = samples.sample_path(name).read_text().splitlines()
@@ -192,7 +192,7 @@ def test_bundled_sample_is_synthetic_and_regenerates_byte_for_byte(tmp_path, mon
     monkeypatch.setattr(samples, "SAMPLE_DIR", tmp_path)
     samples.main()
     for name, file in samples.SAMPLES.items():
-        assert (tmp_path / file).read_bytes() == (Path(samples.__file__).parent / "sample" / file).read_bytes()
+        assert (tmp_path / file).read_bytes() == (Path(samples.__file__).parent / file).read_bytes()
 
 
 def test_stage_table_resolves_every_kind_lazily():

@@ -12,7 +12,7 @@ import transformers
 pytest.importorskip("trl", reason="the [train] extra (TRL) is not installed")
 
 from longrm_tasks.testing import build_tokenizer, full_logits_logps, random_prompt_and_responses  # noqa: E402
-from longrm_tasks.train.alignment_losses import multi_reject_loss  # noqa: E402
+from longrm_tasks.train.alignment.losses import multi_reject_loss  # noqa: E402
 from longrm_tasks.train.shared_context import (enable_shared_prefix_attention, shared_context_logps,  # noqa: E402
                                                shared_context_support, unshared_logps)
 

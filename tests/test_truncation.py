@@ -1,6 +1,6 @@
 import pytest
 
-from longrm_tasks.truncation import PAPER_LIMIT, paper_truncate, truncate_middle
+from longrm_tasks.context.truncation import PAPER_LIMIT, paper_truncate, truncate_middle
 
 
 def test_paper_rule_matches_reference_slices():

@@ -89,7 +89,7 @@ def test_vllm_rm_data_parallel_under_torchrun_is_vllms_external_launcher(models,
 
 
 def test_vllm_rm_passes_other_engine_args_through_and_still_refuses_typos(models):
-    from longrm_tasks.adapters.lm_eval_vllm_rm import VLLMRewardModel, _engine_args
+    from longrm_tasks.adapters.lm_eval.vllm_rm import VLLMRewardModel, _engine_args
     from longrm_tasks.errors import InputError
 
     assert _engine_args({"enforce_eager": "true", "max_num_seqs": 4, "tensor_paralel_size": 2}) == \

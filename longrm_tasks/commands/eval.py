@@ -24,7 +24,7 @@ from pathlib import Path
 
 HELP = "run lm-eval (same arguments as `lm_eval`) with the Long-RewardBench tasks and the hf-rm/vllm-rm models"
 
-# Our `--metadata` keys (`lm_eval_options.OUR_KEYS`; a test keeps the two in step) -> (default, meaning).
+# Our `--metadata` keys (`adapters.lm_eval.options.OUR_KEYS`; a test keeps the two in step) -> (default, meaning).
 METADATA_OPTIONS = {
     "data_dir": ("hub", "'hub' (LCM-Lab/LongRewardBench), 'sample' (bundled synthetic sample) or a folder of "
                         "{Config}.jsonl, relative to the working directory"),
@@ -96,7 +96,7 @@ FULL_INDEX_ENV = "LONGRM_TASKS_FULL_INDEX"
 
 
 def task_index():
-    """Index only our folder for runs of our tasks alone (`adapters.lm_eval_index`), unless switched off.
+    """Index only our folder for runs of our tasks alone (`adapters.lm_eval.index`), unless switched off.
 
     Outside the lm-eval versions that code was written for it steps aside: the full index
     gives the same results, only slower.
@@ -104,8 +104,8 @@ def task_index():
     import contextlib
     import os
 
-    from longrm_tasks.adapters.lm_eval_index import narrow_task_index
-    from longrm_tasks.adapters.lm_eval_plugin import TASK_DIR
+    from longrm_tasks.adapters.lm_eval.index import narrow_task_index
+    from longrm_tasks.adapters.lm_eval.plugin import TASK_DIR
     from longrm_tasks.compat import IncompatibleVersion
 
     if os.environ.get(FULL_INDEX_ENV, "").strip().lower() not in ("", "0", "false", "no"):
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from lm_eval.__main__ import cli_evaluate
 
-    from longrm_tasks.adapters.lm_eval_plugin import activate
+    from longrm_tasks.adapters.lm_eval.plugin import activate
     from longrm_tasks.compat import IncompatibleVersion
     from longrm_tasks.errors import InputError
 

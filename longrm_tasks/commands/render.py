@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from longrm_tasks.fitting import DEFAULT_PROTOCOL, GENERATION_TOKENS, OVERLONG_POLICIES, PROTOCOLS
+from longrm_tasks.context.fitting import DEFAULT_PROTOCOL, GENERATION_TOKENS, OVERLONG_POLICIES, PROTOCOLS
 
 HELP = "write the generative judge's prompts (paper protocol by default) to a JSONL file, one per presentation"
 
@@ -56,9 +56,9 @@ def run(args) -> int:
     from longrm_tasks.atomic import check_writable, write_jsonl
     from longrm_tasks.data import load_benchmark, select
     from longrm_tasks.errors import InputError
-    from longrm_tasks.fitting import FitStats
-    from longrm_tasks.orders import OrderScheme
-    from longrm_tasks.prepare import Fitting, build_presentations
+    from longrm_tasks.context.fitting import FitStats
+    from longrm_tasks.prompts.orders import OrderScheme
+    from longrm_tasks.requests.build import Fitting, build_presentations
 
     check_writable(args.out, "--out")
     _positive(args.max_length, "--max-length")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from longrm_tasks.errors import InputError
-from longrm_tasks.verdicts import PARSERS
+from longrm_tasks.verdicts.parsing import PARSERS
 
 HELP = "re-score per-item prediction files with the benchmark's metrics (and ours)"
 UNKNOWN_PROTOCOL = "unknown"
@@ -41,8 +41,8 @@ def _protocol(rows) -> str:
 
 def score_files(paths, parser: str = "reference", name: str | None = None) -> dict:
     from longrm_tasks.data.provenance import file_sha256
-    from longrm_tasks.metrics import compute_metrics
-    from longrm_tasks.predictions import expand_paths, read_predictions
+    from longrm_tasks.metrics.benchmark import compute_metrics
+    from longrm_tasks.verdicts.predictions import expand_paths, read_predictions
 
     files = expand_paths(paths)
     rows = list(read_predictions(files, parser=parser))
@@ -57,7 +57,7 @@ def score_files(paths, parser: str = "reference", name: str | None = None) -> di
 
 def run(args) -> int:
     from longrm_tasks.atomic import check_writable, refuse_overwriting_inputs, write_json
-    from longrm_tasks.predictions import expand_paths
+    from longrm_tasks.verdicts.predictions import expand_paths
 
     if args.json is not None and not args.json.strip():
         raise InputError("empty path", field="--json")

@@ -2,7 +2,7 @@
 
 Everything is read from the task folder itself (the YAMLs written by
 ``task_yamls/_generate.py``), so the list cannot drift from what lm-eval runs.
-The folder is `longrm_tasks.adapters.lm_eval_plugin.TASK_DIR`: inside the
+The folder is `longrm_tasks.adapters.lm_eval.plugin.TASK_DIR`: inside the
 package in a wheel install, ``task_yamls/`` next to it in an editable install or
 a source checkout. ``lm_eval --include_path "$(longrm tasks --path)"`` therefore
 works in every install mode, with or without the start-up hook.
@@ -37,7 +37,7 @@ class TaskEntry:
 
 
 def task_dir() -> Path:
-    from longrm_tasks.adapters.lm_eval_plugin import TASK_DIR
+    from longrm_tasks.adapters.lm_eval.plugin import TASK_DIR
     from longrm_tasks.errors import InputError
 
     folder = Path(TASK_DIR)

@@ -16,7 +16,7 @@ from longrm_tasks.data.schema import CONFIGS, Item, validate_record
 from longrm_tasks.errors import InputError
 from longrm_tasks.jsonl import iter_jsonl
 from longrm_tasks.data.provenance import Provenance
-from longrm_tasks.orders import assign_paper_orders
+from longrm_tasks.prompts.orders import assign_paper_orders
 from longrm_tasks.paths import file_problem, require_regular_file
 
 SAMPLE_DIR = Path(__file__).with_name("sample")

@@ -35,7 +35,7 @@ class Item:
     subtask: str | None = None
     answer_models: list[str | None] = field(default_factory=list)
     answer_scores: list[float] | None = None
-    # The reference evaluator's permutation for this record (needs the whole file: see orders.py).
+    # The reference evaluator's permutation for this record (needs the whole file: see prompts/orders.py).
     paper_order: list[int] | None = None
 
     @property

@@ -29,11 +29,11 @@ from longrm_tasks.data.provenance import Provenance
 from longrm_tasks.errors import InputError
 from longrm_tasks.jsonl import iter_jsonl
 from longrm_tasks.paths import require_regular_file
-from longrm_tasks.metrics import compute_metrics
-from longrm_tasks.predictions import judged_from_prediction
+from longrm_tasks.metrics.benchmark import compute_metrics
+from longrm_tasks.verdicts.predictions import judged_from_prediction
 from longrm_tasks.report.layout import JUDGE_KINDS, Run
 from longrm_tasks.report.names import label
-from longrm_tasks.verdicts import PARSERS
+from longrm_tasks.verdicts.parsing import PARSERS
 
 TASK_PREFIX = "long_rewardbench"
 JUDGE_ORDER = ("generative", "loglikelihood", "reward")

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from longrm_tasks.errors import InputError
-from longrm_tasks.fitting import middle_span, paper_span
+from longrm_tasks.context.fitting import middle_span, paper_span
 
 TRUNCATION_POLICIES = ("middle", "paper", "skip")
 
@@ -53,7 +53,7 @@ class ScoringItem:
     prompt_template: list[dict[str, str]]
     candidates: list[str]
     id: str | None = None
-    protocol: str | None = None  # the task's protocol (`rm.requests`); None: the scorer's own policy
+    protocol: str | None = None  # the task's protocol (`requests.reward`); None: the scorer's own policy
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def _truncate_context(tokenizer, item: ScoringItem, full: list[list[int]], lengt
         return FormattedItem([], lengths, skip_reason=(
             f"the longest answer alone needs {max(len(t) for t in tails)} tokens, over max_length "
             f"{max_length}"), id=item.id)
-    span = middle_span(context_len, budget)  # the fit rule (`longrm_tasks.fitting`) on the shared context
+    span = middle_span(context_len, budget)  # the fit rule (`longrm_tasks.context.fitting`) on the shared context
     context = span.apply(full[0][:context_len])
     return FormattedItem([context + tail for tail in tails], lengths, span.dropped, id=item.id)
 

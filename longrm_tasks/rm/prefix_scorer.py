@@ -12,7 +12,7 @@ Sliding-window layers (Gemma 2/3's sliding/global mix, Mistral, Qwen2's
 ``use_sliding_window``) share too: their cache keeps the prefix's last
 ``window - 1`` keys (transformers' ``DynamicSlidingWindowLayer``), which is all
 a remainder can reach, and the remainders get one mask per layer type, built by
-the rule the trainer uses (`longrm_tasks.shared_prefix_rules.may_attend`): a
+the rule the trainer uses (`longrm_tasks.rm.shared_prefix_rules.may_attend`): a
 full layer sees the whole prefix, a sliding layer only its window of prefix +
 candidate. Soft-capped attention (Gemma 2) is the model's own attention
 function behind that mask.
@@ -40,7 +40,7 @@ from longrm_tasks.errors import InputError
 from longrm_tasks.rm.checkpoint import JUDGE_GROUPS
 from longrm_tasks.rm.formatting import FormattedItem, ScoringItem, common_prefix_length, format_item
 from longrm_tasks.rm.prefix_attention import IMPLEMENTATION, REMAINDERS_KWARG, use_shared_prefix_attention
-from longrm_tasks.shared_prefix_rules import PREFIX_SEGMENT, may_attend, shared_prefix_support
+from longrm_tasks.rm.shared_prefix_rules import PREFIX_SEGMENT, may_attend, shared_prefix_support
 
 # transformers cache layers, behind the version range they were written for (longrm_tasks.compat).
 Cache, DynamicCache, DynamicLayer = compat.transformers_cache_layers()

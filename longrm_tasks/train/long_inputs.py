@@ -3,11 +3,11 @@
 TRL's trainers either cut the end of a long sequence (SFT: the answer is
 lost) or drop the example (RewardTrainer). LongRM data is a long context
 followed by a question and the response to learn or judge, so we apply the
-benchmark's head+tail rule (`longrm_tasks.truncation.truncate_middle`) to
+benchmark's head+tail rule (`longrm_tasks.context.truncation.truncate_middle`) to
 the prompt only. When the prompt tags its key passage the paper's way
 (``<LD> ... </LD>``) the cut goes around it, so the evidence survives too; the
 part after ``</context>`` (question, response to judge) is kept whole when it
-fits. Every cut is counted in `longrm_tasks.fitting.FitStats` (the one stats
+fits. Every cut is counted in `longrm_tasks.context.fitting.FitStats` (the one stats
 type of every path that fits text) and reported by the stage.
 """
 from __future__ import annotations
@@ -16,9 +16,9 @@ import logging
 import re
 from dataclasses import dataclass
 
-from longrm_tasks.fitting import FitStats  # the one "what fitting did" type; re-exported for the stages
-from longrm_tasks.prompts import render_chat
-from longrm_tasks.truncation import truncate_middle
+from longrm_tasks.context.fitting import FitStats  # the one "what fitting did" type; re-exported for the stages
+from longrm_tasks.prompts.judge_prompts import render_chat
+from longrm_tasks.context.truncation import truncate_middle
 
 # The key passage is tagged <TAG> ... </TAG>; the tag varies per record (<LD>, <Q9>, <465D>, ...) and
 # the authors' system prompt names it ("... the part between <LD> and </LD>").

@@ -35,7 +35,7 @@ def portable_name(value: str | Path, *, run_dir: Path | None = None, stage_dir: 
     same run is named relative to this stage's folder (``../sft``); anything else
     is its base name.
     """
-    from longrm_tasks.train.samples import SAMPLE_DIR, SAMPLES
+    from longrm_tasks.train.sample.generate import SAMPLE_DIR, SAMPLES
 
     text = str(value)
     if _is_hub_id(text):

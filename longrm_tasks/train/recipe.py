@@ -10,7 +10,7 @@ Paths: ``data``/``eval_data`` and a ``./`` or ``../`` ``base_model`` in the
 YAML are relative to the recipe file; ``output_dir`` is relative to the
 working directory; paths given with ``--set`` are relative to the working
 directory. ``$VARS`` and ``~`` are expanded. ``sample:NAME`` names a data file
-bundled with the package (`longrm_tasks.train.samples`: ``sample:sft``,
+bundled with the package (`longrm_tasks.train.sample.generate`: ``sample:sft``,
 ``sample:alignment``), so a recipe runs from a clean clone or a wheel.
 
 The stage kinds and their config classes come from one table
@@ -282,7 +282,7 @@ def _stage(raw: Any, index: int, defaults: dict, base_dir: Path, path: Path, see
 def _data_path(text: str, base_dir: Path, path: Path, field: str) -> Path:
     """A bundled ``sample:NAME``, an absolute path, or a path relative to the recipe's folder."""
     if text.startswith(SAMPLE_SCHEME):
-        from longrm_tasks.train.samples import SAMPLES, sample_path
+        from longrm_tasks.train.sample.generate import SAMPLES, sample_path
 
         name = text[len(SAMPLE_SCHEME):]
         if name not in SAMPLES:

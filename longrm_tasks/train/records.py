@@ -1,7 +1,7 @@
 """Training records, normalised once for every stage: prompt/completion (SFT) and preferences.
 
 The one reader and normaliser of training data: Stage I (`sft.py`), Stage II
-(`alignment_data.py`) and the reward stage (`reward.py`) all read records here
+(`alignment/data.py`) and the reward stage (`reward.py`) all read records here
 and tokenise them the same way (`long_inputs.encode`, the chat template's
 assistant turn). TRL's own formats (``prompt``/``completion``, ``messages``,
 explicit- and implicit-prompt preference records) are accepted as they are,

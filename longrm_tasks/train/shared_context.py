@@ -58,7 +58,7 @@ from transformers import AttentionInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from longrm_tasks.compat import transformers_mask_functions, transformers_sdpa_helpers
-from longrm_tasks.shared_prefix_rules import PREFIX_SEGMENT, may_attend, shared_prefix_support
+from longrm_tasks.rm.shared_prefix_rules import PREFIX_SEGMENT, may_attend, shared_prefix_support
 from longrm_tasks.train.response_head import causal_lm as _causal_lm
 from longrm_tasks.train.response_head import lm_head_logps as _response_logps
 
@@ -226,7 +226,7 @@ def shared_context_support(config) -> str | None:
     """None when shared-context training reproduces this model's attention, else one line saying why not.
 
     Read from the config alone, so it can run before any stage (and any weight) is loaded; the rules are
-    the RM scorer's too (`longrm_tasks.shared_prefix_rules`).
+    the RM scorer's too (`longrm_tasks.rm.shared_prefix_rules`).
     """
     return shared_prefix_support(config)
 

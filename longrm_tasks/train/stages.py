@@ -89,13 +89,13 @@ STAGES.register(StageKind(
 ))
 STAGES.register(StageKind(
     name="alignment",
-    config="longrm_tasks.train.alignment_config:AlignmentConfig",
-    trainer="longrm_tasks.train.alignment_data:alignment_trainer",
+    config="longrm_tasks.train.alignment.config:AlignmentConfig",
+    trainer="longrm_tasks.train.alignment.data:alignment_trainer",
     peft_task="CAUSAL_LM",
     title="Stage II alignment (reference-free multi-reject SimPO-style loss)",
     tags=("simpo", "alignment"),
     # a model whose attention cannot be shared (chunked, sink, ...) runs unshared, said before Stage I
-    preflight="longrm_tasks.train.alignment_trainer:shared_context_preflight",
+    preflight="longrm_tasks.train.alignment.trainer:shared_context_preflight",
 ))
 STAGES.register(StageKind(
     name="reward",

@@ -9,7 +9,7 @@ id ``LCM-Lab/LongRewardBench`` works too) and long-context defaults: when the
 user kept the tool's default ``--max_length`` (512 for ``rewardbench``, 2048 for
 ``run_v2``) it becomes ``$LONGRM_MAX_LENGTH`` or 131,072 (the paper's limit),
 and every scored text longer than that loses the middle of its context —
-head and tail kept, the answer always whole (``longrm_tasks.truncation``) —
+head and tail kept, the answer always whole (``longrm_tasks.context.truncation``) —
 instead of RewardBench's left/right cut (which would drop the task
 instructions or the answer). The number of truncated texts is printed.
 
@@ -33,7 +33,7 @@ ENV_SWITCH = "LONGRM_REWARDBENCH_HOOK"
 ENV_MAX_LENGTH = "LONGRM_MAX_LENGTH"
 DATASET_NAME = "long-rewardbench"
 HUB_ALIAS = "LCM-Lab/LongRewardBench"
-DEFAULT_MAX_LENGTH = 131_072  # longrm_tasks.truncation.PAPER_LIMIT (not imported: keep start-up free)
+DEFAULT_MAX_LENGTH = 131_072  # longrm_tasks.context.truncation.PAPER_LIMIT (not imported: keep start-up free)
 TOOL_DEFAULT_MAX_LENGTH = {"rewardbench": 512, "run_v2": 2048}
 
 _state = {"max_length": None}
@@ -92,7 +92,7 @@ def fit_text(tokenizer, text: str, answer: str, budget: int) -> tuple[str, int]:
     """Cut the middle of ``text`` so the tokenizer's encoding (special tokens included, as the
     pipeline encodes it) fits ``budget``; the ``answer`` and what follows it stay whole.
     -> (text, tokens dropped)."""
-    from longrm_tasks.fitting import middle_span
+    from longrm_tasks.context.fitting import middle_span
 
     room = budget - tokenizer.num_special_tokens_to_add()
     encode = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731

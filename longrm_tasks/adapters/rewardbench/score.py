@@ -140,7 +140,7 @@ def _from_row(row, path: str, line: int | None) -> Scored:
 
 
 def _from_prediction(row: dict, where: dict, loc: str) -> Scored:
-    from longrm_tasks.predictions import judged_from_prediction
+    from longrm_tasks.verdicts.predictions import judged_from_prediction
 
     judged_from_prediction(row, path=where["path"], line=where["line"])  # the same validation as `longrm score`
     shown = row["output"]
@@ -280,9 +280,9 @@ def _subset_of(s: Scored) -> str:
 def _paper_rows(scored: Sequence[Scored]):
     """`Judged` rows for the paper metrics: each item shown in its recorded order (ours) or its
     paper order (RewardBench's outputs / the export), scores -> ranks with ties keeping the earlier position."""
-    from longrm_tasks.metrics import Judged
-    from longrm_tasks.predictions import judged_from_prediction
-    from longrm_tasks.verdicts import scores_to_ranks
+    from longrm_tasks.metrics.benchmark import Judged
+    from longrm_tasks.verdicts.predictions import judged_from_prediction
+    from longrm_tasks.verdicts.parsing import scores_to_ranks
 
     rows = []
     for s in scored:
@@ -304,7 +304,7 @@ def _paper_rows(scored: Sequence[Scored]):
 def score(scored: list[Scored], *, model: str, model_type: str = "Seq. Classifier",
           chat_template: str | None = "tokenizer") -> Results:
     """RewardBench's per-subset values (one item counted once) and, where possible, the paper's metrics."""
-    from longrm_tasks.metrics import compute_metrics
+    from longrm_tasks.metrics.benchmark import compute_metrics
 
     first: OrderedDict[str, Scored] = OrderedDict()
     duplicates = 0

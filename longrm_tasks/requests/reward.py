@@ -12,7 +12,7 @@ task turns the scores (shown order) into ranks.
 The marker key ``longrm_rm`` lets ``hf-rm`` tell our requests from any other
 task's plain-text context (``decode_rm_context`` returns ``None`` for those).
 An optional ``protocol`` (``paper`` | ``fit``) tells the scorer which
-over-long rule the task measured with (`longrm_tasks.fitting`): ``paper`` =
+over-long rule the task measured with (`longrm_tasks.context.fitting`): ``paper`` =
 the reference's 131,072-token head/tail rule per candidate, ``fit`` = one middle
 span of the context dropped; absent in requests of earlier versions.
 

@@ -1,10 +1,10 @@
 """What the Long-RewardBench task YAMLs (``task_yamls/``) call into.
 
 - `load_dataset` is every task's ``custom_dataset``: it reads the options lm-eval
-  passes (``--metadata`` merged with ``--model_args``, see `lm_eval_options`),
+  passes (``--metadata`` merged with ``--model_args``, see `options`),
   finds the model's real context (`model_context`), loads and selects the
   items, and builds one document per (item, order) presentation with the
-  prompt rendered, measured and fitted by the protocol (`longrm_tasks.prepare`;
+  prompt rendered, measured and fitted by the protocol (`longrm_tasks.requests.build`;
   a document is a `Presentation` dict).
 - `LongRewardBenchTask` (the YAMLs' ``class``) is lm-eval's `ConfigurableTask`
   with one change of substance: it builds each request's context itself, so the
@@ -15,7 +15,7 @@
   prompt leaves less than the generation budget asks for only what is left
   (counted as ``extra/short_budget``), and thinking is off on every path.
 - `process_results` turns a document's model outputs into the per-document
-  record that the metric aggregations (`lm_eval_metrics`) score with the core.
+  record that the metric aggregations (`metrics`) score with the core.
 
 Every result says how it was made: ``results["configs"][task]["metadata"]["longrm"]``
 holds the protocol, the context length used and where it came from, the
@@ -32,16 +32,16 @@ from pathlib import Path
 
 from lm_eval.api.task import ConfigurableTask
 
-from longrm_tasks.adapters.lm_eval_metrics import METRICS
-from longrm_tasks.adapters.lm_eval_options import TaskOptions, parse_options
-from longrm_tasks.adapters.lm_eval_plugin import TASK_DIR as task_dir  # noqa: F401  (entry point target)
-from longrm_tasks.rm.requests import OVERLONG_SCORE, encode_rm_context
+from longrm_tasks.adapters.lm_eval.metrics import METRICS
+from longrm_tasks.adapters.lm_eval.options import TaskOptions, parse_options
+from longrm_tasks.adapters.lm_eval.plugin import TASK_DIR as task_dir  # noqa: F401  (entry point target)
+from longrm_tasks.requests.reward import OVERLONG_SCORE, encode_rm_context
 from longrm_tasks.errors import InputError
-from longrm_tasks.fitting import FitStats, generation_room
-from longrm_tasks.loglikelihood_requests import opening_for
-from longrm_tasks.prepare import MARGIN, VERDICT_TOKENS, Fitting, build_judge_docs, build_rm_docs
-from longrm_tasks.presentation import record
-from longrm_tasks.verdicts import parse_judgment, scores_to_ranks
+from longrm_tasks.context.fitting import FitStats, generation_room
+from longrm_tasks.requests.loglikelihood import opening_for
+from longrm_tasks.requests.build import MARGIN, VERDICT_TOKENS, Fitting, build_judge_docs, build_rm_docs
+from longrm_tasks.requests.presentation import record
+from longrm_tasks.verdicts.parsing import parse_judgment, scores_to_ranks
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def model_context(options: TaskOptions, tokenizer) -> tuple[int | None, str]:
             return options.max_length, "max_length argument"
         return None, "unknown (no tokenizer to measure prompts with)"
     if options.base_url:
-        from longrm_tasks.adapters.api_context import api_model_context
+        from longrm_tasks.adapters.lm_eval.api_context import api_model_context
 
         return api_model_context(options.base_url, options.model, max_length=options.max_length,
                                  tokenized_requests=options.tokenized_requests)
@@ -229,7 +229,7 @@ def _load_dataset(kwargs: dict):
 
 def process_results(doc: dict, results: list, *, gen_tokens: int | None = None,
                     prompt_tokens: int | None = None) -> dict:
-    """Model outputs of one document -> the same record under every metric name (see `lm_eval_metrics`).
+    """Model outputs of one document -> the same record under every metric name (see `metrics`).
 
     Generative judge: ``results = [text]``, parsed with the run's verdict parser
     (skipped and over-long documents are never parsed: over-long ones score 0).
@@ -387,7 +387,7 @@ class LongRewardBenchTask(ConfigurableTask):
         ctx = request_context(doc, system_instruction=system_instruction if chat else None, chat_template=chat)
         if chat is not None and isinstance(ctx, str) and self._tokenizer is not None and doc["judge"] != "reward":
             # Rendered by lm-eval's model: measure what is sent (system instruction, template differences).
-            from longrm_tasks.prepare import Measurer
+            from longrm_tasks.requests.build import Measurer
 
             self._ctx_tokens[(doc["key"], doc["presentation"])] = Measurer(self._tokenizer).seen_by_model(ctx)
         return ctx

@@ -1,7 +1,7 @@
 """``--model vllm-rm``: a scalar reward model on vLLM's pooling runner inside lm-eval.
 
 The same requests, grouping and ``(reward, False)`` answers as ``hf-rm``
-(`longrm_tasks.adapters.lm_eval_rm.RewardModelLM`); the scoring is
+(`longrm_tasks.adapters.lm_eval.rm.RewardModelLM`); the scoring is
 `longrm_tasks.rm.vllm_scorer.VLLMRewardScorer` (``LLM.encode(...,
 pooling_task="classify")`` with raw rewards, automatic prefix caching instead
 of our shared-prefix cache). Engine options pass through to ``vllm.LLM``:
@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from longrm_tasks.adapters.lm_eval_rm import RewardModelLM, _flag, check_model_args, say_input_errors
+from longrm_tasks.adapters.lm_eval.rm import RewardModelLM, _flag, check_model_args, say_input_errors
 
 
 def _engine_args(given: dict[str, Any]) -> dict[str, Any]:

@@ -27,13 +27,13 @@ from longrm_tasks import compat
 
 # `--model` name -> "module:Class"; pyproject.toml's `lm_eval.models` entry points say the same.
 MODEL_TARGETS = {
-    "hf-rm": "longrm_tasks.adapters.lm_eval_rm:HFRewardModel",
-    "vllm-rm": "longrm_tasks.adapters.lm_eval_vllm_rm:VLLMRewardModel",
+    "hf-rm": "longrm_tasks.adapters.lm_eval.rm:HFRewardModel",
+    "vllm-rm": "longrm_tasks.adapters.lm_eval.vllm_rm:VLLMRewardModel",
 }
 
 
 def _find_task_dir() -> Path:
-    package = Path(__file__).resolve().parents[1]
+    package = Path(__file__).resolve().parents[2]
     # Installed wheel: longrm_tasks/task_yamls (setup.py maps it there).
     # Source checkout and editable install: task_yamls/ next to the package.
     for candidate in (package / "task_yamls", package.parent / "task_yamls"):

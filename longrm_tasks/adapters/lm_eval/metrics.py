@@ -5,7 +5,7 @@ lm-eval aggregates each metric of a task from the list of per-document values
 The paper's metrics are not averages of averages (micro ``AVG`` over all items,
 PairWise-only per-length cells, both-orders consistency needs a pair's two
 documents together), so every document returns the same `record`
-(`longrm_tasks.presentation`: enough to rebuild a `Judged` row) for every
+(`longrm_tasks.requests.presentation`: enough to rebuild a `Judged` row) for every
 metric, and each metric's aggregation picks its cell from the core's
 `compute_metrics` over all records — computed once per record list and shared
 by the ~30 aggregations of a task (`metrics_for` caches by content). The group
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from longrm_tasks.data.schema import BON_SUBTYPES, CONFIGS, LENGTH_BUCKETS
-from longrm_tasks.metrics import compute_metrics
-from longrm_tasks.presentation import judged, record  # noqa: F401  (the record codec, re-exported)
+from longrm_tasks.metrics.benchmark import compute_metrics
+from longrm_tasks.requests.presentation import judged, record  # noqa: F401  (the record codec, re-exported)
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def _pick(function: str, records: Sequence) -> float:
 _BY_FUNCTION = {m.function: m for m in METRICS}
 
 
-# The aggregations the task YAMLs name (`!function longrm_tasks.adapters.lm_eval_metrics.<name>`),
+# The aggregations the task YAMLs name (`!function longrm_tasks.adapters.lm_eval.metrics.<name>`),
 # one per entry of METRICS (tests check the two lists agree).
 def avg(records): return _pick("avg", records)  # noqa: E704
 def config_longqa(records): return _pick("config_longqa", records)  # noqa: E704

@@ -1,7 +1,7 @@
 """One presentation of one item to a judge, and the record its verdict becomes.
 
 A `Presentation` is an (item, order) pair made ready to send: the prompt as
-text (rendered, measured and fitted by `longrm_tasks.prepare`), the judge's
+text (rendered, measured and fitted by `longrm_tasks.requests.build`), the judge's
 system prompt and where the user content sits in the text (for backends that
 take chat messages), and what fitting did. Adapters store it as a flat dict
 (`to_doc` / `from_doc`: lm-eval datasets hold dicts of plain columns) and only
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping, Sequence
 
-from longrm_tasks.metrics import Judged
+from longrm_tasks.metrics.benchmark import Judged
 
 JUDGES = ("generative", "loglikelihood", "reward")
 
@@ -34,7 +34,7 @@ class Presentation:
     ``protocol`` (``paper`` | ``fit``), ``max_length`` (the model's context the
     decisions were made for, -1 unknown).
     Request: ``prompt`` (the text sent; for ``rendered=False`` the user content
-    only; for reward models a JSON request context, see ``rm.requests``),
+    only; for reward models a JSON request context, see ``requests.reward``),
     ``system`` (judge system prompt), ``user_span`` (character span of the user
     content inside ``prompt``, ``[0, 0]`` when it cannot be recovered),
     ``choices`` (log-likelihood verdicts / reward-model answers).

@@ -3,18 +3,18 @@
 lm-eval knows language models; a reward model only scores a finished chat.
 The ``long_rewardbench_rm*`` tasks are ``multiple_choice`` tasks whose
 requests carry the item's chat messages as JSON in ``context`` (see
-`longrm_tasks.rm.requests`) and one candidate answer in
+`longrm_tasks.requests.reward`) and one candidate answer in
 ``continuation``. Here every request of one item is collected, the item is
 scored by `longrm_tasks.rm.prefix_scorer.RewardScorer` (which encodes the
 shared context once), and each request gets ``(reward, False)`` back.
 
 Over-long items follow the protocol the request carries (``--metadata
-protocol``, see `longrm_tasks.rm.requests`): ``paper`` (the default) is the
+protocol``, see `longrm_tasks.requests.reward`): ``paper`` (the default) is the
 reference evaluator's — each candidate rendered as prompt + assistant turn, a
 sequence of >= 131,072 tokens keeps its first 65,536 and last 65,531 tokens —
 and an item still beyond the model's context (``max_length``, else the model's
 positional limit) is not scored: its candidates get ``-inf``
-(`rm.requests.OVERLONG_SCORE`) and the task scores it wrong and counts it in
+(`requests.reward.OVERLONG_SCORE`) and the task scores it wrong and counts it in
 ``extra/overlong``. ``fit`` uses the ``truncation`` model argument (``middle``
 by default); candidates of an item it could not score (too long under
 ``truncation=skip``) get ``nan``.
@@ -42,7 +42,7 @@ judge in words, and the message names the task group that fits it.
 
 Registration: this module registers nothing itself. lm-eval finds ``hf-rm``
 through the ``lm_eval.models`` entry point or, until lm-eval reads those, the
-lazy placeholder `longrm_tasks.adapters.lm_eval_plugin.register_models` adds;
+lazy placeholder `longrm_tasks.adapters.lm_eval.plugin.register_models` adds;
 both point at the same ``MODEL_TARGETS`` entry.
 """
 from __future__ import annotations
@@ -60,7 +60,7 @@ from lm_eval.api.model import LM
 
 from longrm_tasks.errors import InputError, announced, closest_name
 from longrm_tasks.rm.formatting import ScoringItem
-from longrm_tasks.rm.requests import OVERLONG_SCORE, decode_rm_context
+from longrm_tasks.requests.reward import OVERLONG_SCORE, decode_rm_context
 
 RM_GROUP = "long_rewardbench_rm"
 WRONG_TASK = (f"{{model}} is a scalar reward model: it scores the chats of the {RM_GROUP} tasks (e.g. "

@@ -4,7 +4,7 @@ Reading lm-eval output for reports lives in the core (`longrm_tasks.report.lm_ev
 it only reads lm-eval's JSON files); this module re-exports its reader for
 callers of the old names and adds the export.
 
-``python -m longrm_tasks.adapters.lm_eval_report OUT --predictions DIR`` writes
+``python -m longrm_tasks.adapters.lm_eval.report OUT --predictions DIR`` writes
 the prediction rows as ``DIR/{Config}.jsonl`` (``DIR/<judge>/{Config}.jsonl``
 when the run holds several judges).
 """
@@ -65,7 +65,7 @@ def export_predictions(path: Path, out_dir: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m longrm_tasks.adapters.lm_eval_report",
+    parser = argparse.ArgumentParser(prog="python -m longrm_tasks.adapters.lm_eval.report",
                                      description="export an lm-eval run's logged samples as prediction JSONL files")
     parser.add_argument("run", help="lm-eval --output_path folder (run with --log_samples)")
     parser.add_argument("--predictions", required=True, metavar="DIR", help="write {Config}.jsonl files here")

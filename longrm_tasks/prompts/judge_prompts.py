@@ -15,7 +15,7 @@ from typing import Sequence
 
 from longrm_tasks.data.schema import Item
 
-PROMPTS_FILE = Path(__file__).parent / "data" / "judge_prompts.json"
+PROMPTS_FILE = Path(__file__).parents[1] / "data" / "judge_prompts.json"
 LETTERS = "ABCDEFGHIJ"
 
 

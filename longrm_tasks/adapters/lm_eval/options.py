@@ -7,7 +7,7 @@ same when it builds the TaskManager) plus the task YAML's own ``metadata``
 (``version``, ``config_source``). So one keyword bag carries:
 
 - our options from ``--metadata``: ``protocol`` (``paper`` default, the
-  reference evaluator's prompts; ``fit``, see `longrm_tasks.fitting`),
+  reference evaluator's prompts; ``fit``, see `longrm_tasks.context.fitting`),
   ``data_dir`` (``hub`` default, ``sample``, or a folder of
   ``{Config}.jsonl``; relative to the working directory), ``order``
   (``paper`` | ``both`` | ``hash:SEED``), ``max_length``, ``overlong``
@@ -39,9 +39,9 @@ from functools import lru_cache
 
 from longrm_tasks.data.schema import CONFIGS, TASKTYPES
 from longrm_tasks.errors import InputError, unknown_key_error
-from longrm_tasks.fitting import DEFAULT_PROTOCOL, GENERATION_TOKENS, OVERLONG_POLICIES, PROTOCOLS
-from longrm_tasks.orders import OrderScheme
-from longrm_tasks.verdicts import PARSERS
+from longrm_tasks.context.fitting import DEFAULT_PROTOCOL, GENERATION_TOKENS, OVERLONG_POLICIES, PROTOCOLS
+from longrm_tasks.prompts.orders import OrderScheme
+from longrm_tasks.verdicts.parsing import PARSERS
 
 JUDGES = ("generative", "loglikelihood", "reward")
 OVERLONG = OVERLONG_POLICIES

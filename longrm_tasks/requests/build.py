@@ -1,9 +1,9 @@
 """Items -> presentations: the judge prompt of every (item, order), rendered, measured and fitted.
 
-This is the prompt -> request stage of the core; lm-eval (`adapters/lm_eval_tasks`),
+This is the prompt -> request stage of the core; lm-eval (`adapters/lm_eval/tasks`),
 ``longrm render`` and the benchmarks call it, and only translate its
 `Presentation` s into their own objects. How a prompt meets the model's context
-is decided by the protocol (`longrm_tasks.fitting`):
+is decided by the protocol (`longrm_tasks.context.fitting`):
 
 - ``paper`` (default): the reference's ``get_prompt`` per presentation (chat
   template with thinking off, or FastChat ``zero_shot`` without one; the whole
@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Sequence
 
-from longrm_tasks.rm.requests import encode_rm_context
+from longrm_tasks.requests.reward import encode_rm_context
 from longrm_tasks.data.schema import Item
-from longrm_tasks.fitting import (DoesNotFit, FitStats, PaperPrompt, generation_room, middle_span, paper_prompt,
+from longrm_tasks.context.fitting import (DoesNotFit, FitStats, PaperPrompt, generation_room, middle_span, paper_prompt,
                                   paper_prompts, strip_bos)
-from longrm_tasks.presentation import Presentation
-from longrm_tasks.prompts import (judge_messages, judge_prompts, prompt_kind, render_chat, shown_answers,
+from longrm_tasks.requests.presentation import Presentation
+from longrm_tasks.prompts.judge_prompts import (judge_messages, judge_prompts, prompt_kind, render_chat, shown_answers,
                                   system_prompt, user_prompt)
 
 MARGIN = 8  # fit: tokens kept free for boundary merges and a BOS token the backend may add
@@ -308,7 +308,7 @@ def _finish_verdict(pres: Presentation, tokenizer) -> None:
     """Log-likelihood judge: the opening appended to the prompt and the choices scored after it."""
     if pres.judge != "loglikelihood":
         return
-    from longrm_tasks.loglikelihood_requests import legacy_choices, opening_tokens, verdict_request
+    from longrm_tasks.requests.loglikelihood import legacy_choices, opening_tokens, verdict_request
 
     if not pres.rendered:
         pres.choices = legacy_choices(pres.kind, pres.n)
@@ -426,7 +426,7 @@ def _skip(pres: Presentation, stats: FitStats, reason: str) -> None:
 
 def build_rm_docs(items: Iterable[Item], orders_for, *, tokenizer, budget: Fitting, orders: str = "paper",
                   stats: FitStats | None = None) -> list[dict]:
-    """Documents for scalar reward models: the request context (see `rm.requests`) and the shown answers.
+    """Documents for scalar reward models: the request context (see `requests.reward`) and the shown answers.
 
     The ``hf-rm`` model fits each item itself (`longrm_tasks.rm.formatting`);
     measuring with the same function here puts the dropped-token count in the

@@ -33,7 +33,7 @@ class Cut:
 
 def paper_truncate(ids: Sequence[T]) -> tuple[list[T], Cut]:
     """Exactly the reference evaluator's rule (LCM-Lab/Long-RM, evaluate/.../prompt.py)."""
-    from longrm_tasks.fitting import paper_span  # the rule lives there; this is the ids view of it
+    from longrm_tasks.context.fitting import paper_span  # the rule lives there; this is the ids view of it
 
     ids = list(ids)
     span = paper_span(len(ids))

@@ -11,14 +11,14 @@ the chosen judgment's analysis and score agree with the passage, each rejected
 one is inconsistent (wrong verdict, or an analysis that contradicts its own
 score). Every record says ``"source": "synthetic"``.
 
-Regenerate (deterministic): ``python -m longrm_tasks.train.samples``.
+Regenerate (deterministic): ``python -m longrm_tasks.train.sample.generate``.
 """
 from __future__ import annotations
 
 import random
 from pathlib import Path
 
-SAMPLE_DIR = Path(__file__).parent / "sample"
+SAMPLE_DIR = Path(__file__).parent
 SAMPLES = {"sft": "sft.jsonl", "alignment": "alignment.jsonl"}
 RECORDS = 20
 SEED = 2510

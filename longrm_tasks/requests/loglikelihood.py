@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterator
 
-from longrm_tasks.prompts import LETTERS
+from longrm_tasks.prompts.judge_prompts import LETTERS
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Sequence, TypeVar
 
-from longrm_tasks.truncation import PAPER_HEAD, PAPER_LIMIT, PAPER_TAIL
+from longrm_tasks.context.truncation import PAPER_HEAD, PAPER_LIMIT, PAPER_TAIL
 
 T = TypeVar("T")
 
@@ -201,7 +201,7 @@ def render_paper_text(tokenizer, messages: list[dict[str, str]]) -> tuple[str, b
     the tokenizer's special tokens (a BOS for Llama-style tokenizers).
     """
     if has_chat_template(tokenizer):
-        from longrm_tasks.prompts import render_chat
+        from longrm_tasks.prompts.judge_prompts import render_chat
 
         return render_chat(tokenizer, messages), False
     system = next((m["content"] for m in messages if m["role"] == "system"), "")

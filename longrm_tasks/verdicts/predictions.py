@@ -27,9 +27,9 @@ from typing import Iterable, Iterator
 from longrm_tasks.data.schema import LENGTH_BUCKETS, TASKTYPES
 from longrm_tasks.errors import InputError
 from longrm_tasks.jsonl import iter_jsonl
-from longrm_tasks.metrics import Judged
+from longrm_tasks.metrics.benchmark import Judged
 from longrm_tasks.paths import require_regular_file
-from longrm_tasks.verdicts import parse_judgment, scores_to_ranks
+from longrm_tasks.verdicts.parsing import parse_judgment, scores_to_ranks
 
 REQUIRED = ("output", "shuffled_order", "subset", "tasktype", "subtype", "ctx_length")
 

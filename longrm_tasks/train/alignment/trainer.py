@@ -19,10 +19,10 @@ from transformers import AutoModelForCausalLM, Trainer
 from longrm_tasks.compat import trl_disable_dropout_in_model, trl_forward_redirection
 
 
-from .alignment_config import AlignmentConfig
-from .alignment_losses import multi_reject_loss
-from .shared_context import (enable_shared_prefix_attention, shared_context_logps, shared_context_support,
-                             unshared_logps)
+from longrm_tasks.train.alignment.config import AlignmentConfig
+from longrm_tasks.train.alignment.losses import multi_reject_loss
+from longrm_tasks.train.shared_context import (enable_shared_prefix_attention, shared_context_logps,
+                                               shared_context_support, unshared_logps)
 
 logger = logging.getLogger(__name__)
 

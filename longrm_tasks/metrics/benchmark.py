@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from longrm_tasks.data.schema import BON_SUBTYPES, CONFIGS, LENGTH_BUCKETS
-from longrm_tasks.verdicts import rank_match
+from longrm_tasks.verdicts.parsing import rank_match
 
 
 @dataclass

@@ -47,7 +47,7 @@ def requested_names(tasks) -> list[str] | None:
 
 def only_our_folder(include_path, ours: Path) -> bool:
     """``include_path`` is empty or names only our folder."""
-    from longrm_tasks.adapters.lm_eval_plugin import _same_path
+    from longrm_tasks.adapters.lm_eval.plugin import _same_path
 
     if include_path is None:
         return True

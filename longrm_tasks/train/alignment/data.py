@@ -30,9 +30,9 @@ from dataclasses import dataclass
 
 from datasets import Dataset
 
-from ..errors import InputError
-from .long_inputs import FitStats, encode, encode_prompt, fit_prompt
-from .records import Preference, preference_record, read_records
+from longrm_tasks.errors import InputError
+from longrm_tasks.train.long_inputs import FitStats, encode, encode_prompt, fit_prompt
+from longrm_tasks.train.records import Preference, preference_record, read_records
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def alignment_trainer(model_path: str, args, train_file, eval_file=None, peft_co
     """Stage II: the multi-reject alignment trainer on its tokenised data; returns (trainer, data report)."""
     from transformers import AutoTokenizer
 
-    from longrm_tasks.train.alignment_trainer import AlignmentTrainer
+    from longrm_tasks.train.alignment.trainer import AlignmentTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
 

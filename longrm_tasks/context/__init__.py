@@ -1,0 +1,1 @@
+"""How a long input meets a model's context: every cut / keep / refuse rule."""

@@ -1,0 +1,1 @@
+"""Judged rows -> the benchmark's metrics (paper names) and ours under ``extra``."""

@@ -1,0 +1,1 @@
+"""Stage II alignment: config, data, loss and trainer (TRL config/trainer pair)."""

@@ -1,0 +1,1 @@
+"""The synthetic training samples shipped with the package, and the generator that writes them."""
