@@ -80,8 +80,8 @@ class Internal:
 # Lower bounds were read from each release's files (`pip download --no-deps PKG==X`):
 # lm-eval moved TaskManager into lm_eval/tasks/manager.py in 0.4.12 (0.4.10 brought the
 # `Registry` object `model_registry`) and added models.utils.resolve_max_length in 0.4.13, the
-# floor the suite runs on; TRL added trl.kernels.ChunkedLogProbFunction and
-# trl.data_utils.common_prefix_length in 1.15 (trl.kernels itself appeared in 1.14 without
+# floor the suite runs on; TRL added trl.kernels.ChunkedLogProbFunction
+# in 1.15 (trl.kernels itself appeared in 1.14 without
 # the chunked kernel), maybe_gather_lm_head_ctx in 1.10; the range starts at 1.16, the floor the
 # suite runs on (TRL 1.15's own SFT loss fails on CPU without triton; the tests compare with it). transformers' DynamicLayer gained
 # `is_initialized` in 4.57 and `lazy_initialization(keys, values)` in 5.0; the range starts at
@@ -109,11 +109,6 @@ INTERNALS: dict[str, Internal] = {
         "TRL's trl.kernels.ChunkedLogProbFunction", "trl", "1.16", "2", "longrm_tasks.train.response_head"),
     "trl_gather_lm_head": Internal(
         "TRL's trl.trainer.utils.maybe_gather_lm_head_ctx", "trl", "1.16", "2", "longrm_tasks.train.response_head"),
-    "trl_disable_dropout": Internal(
-        "TRL's trl.trainer.utils.disable_dropout_in_model", "trl", "1.16", "2",
-        "longrm_tasks.train.alignment.trainer"),
-    "trl_common_prefix_length": Internal(
-        "TRL's trl.data_utils.common_prefix_length", "trl", "1.16", "2", "longrm_tasks.train.long_inputs"),
     "transformers_cache_layers": Internal(
         "transformers' cache layers (cache_utils.Cache(layers=...), DynamicLayer.lazy_initialization/"
         "is_initialized/keys/values, DynamicSlidingWindowLayer.sliding_window keeping the last window-1 keys)", "transformers", "5.19", "6", "longrm_tasks.rm.prefix_scorer"),
@@ -193,17 +188,6 @@ def trl_maybe_gather_lm_head_ctx():
     """TRL's ``maybe_gather_lm_head_ctx(weight, bias)`` context manager (ZeRO-3 / FSDP2 LM-head gather)."""
     check("trl_gather_lm_head")
     return importlib.import_module("trl.trainer.utils").maybe_gather_lm_head_ctx
-
-
-def trl_disable_dropout_in_model():
-    check("trl_disable_dropout")
-    return importlib.import_module("trl.trainer.utils").disable_dropout_in_model
-
-
-def trl_common_prefix_length():
-    """TRL's ``common_prefix_length(a, b)`` (token-id lists)."""
-    check("trl_common_prefix_length")
-    return importlib.import_module("trl.data_utils").common_prefix_length
 
 
 # ------------------------------------------------------------------ transformers

@@ -1,11 +1,20 @@
+"""Shared by every test: the helpers' folder on the path, offline hub, vLLM skips, isolated logging, and the
+session-wide fixtures (the wheel-installed venv).
+
+``tests/`` mirrors the package: one folder per stage (``data/``, ``prompts/``, ``context/``, ``metrics/``,
+``report/``, ``rm/``), adapter (``adapters/lm_eval/``, ``adapters/rewardbench/``), engine
+(``vllm_backend/``), train part (``train/``, ``train/alignment/``, ``train/synth/``), the commands, the
+plumbing and the benchmarks' own code (``bench/``). Test file names stay unique across folders (pytest
+imports them by base name). Modules shared between folders live in ``tests/helpers/`` (oracles,
+scripted servers, the repository's paths) and are imported by name.
+"""
 import os
 import sys
 from pathlib import Path
 
 import pytest
 
-# The oracle module lives next to the tests.
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 
 # No test may need the network, and none should wait on it: lm-eval's `dummy` model, for one, fetches a
 # gpt2 tokenizer for its run log and retries the unreachable hub for ~45 s. Set before huggingface_hub
@@ -60,3 +69,11 @@ def _isolated_logging():
     utils = sys.modules.get("lm_eval.utils")
     if utils is not None and hasattr(utils, "_LOGGING_CONFIGURED"):
         utils._LOGGING_CONFIGURED = bool(configured)
+
+
+@pytest.fixture(scope="session")
+def lm_eval_venv(tmp_path_factory):
+    """A fresh venv with this project's wheel installed (tests/helpers/lm_eval_venv.py), built once."""
+    from lm_eval_venv import build_lm_eval_venv
+
+    return build_lm_eval_venv(tmp_path_factory)

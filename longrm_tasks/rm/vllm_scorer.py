@@ -17,9 +17,9 @@ only for a sequence that ends in the pad token.
 
 Written against vLLM's documented offline pooling API (``examples/pooling/reward``,
 ``torchrun_dp_example.py``). Tested for real on vLLM's CPU build (tests marked
-``vllm``: tests/test_vllm_lm_eval.py for parity with ``hf-rm``,
-tests/test_vllm_prefix_cache.py for the cache hits); the request planning also
-against a labelled stand-in engine (tests/test_rm_vllm_scorer.py).
+``vllm``: tests/vllm_backend/test_vllm_lm_eval.py for parity with ``hf-rm``,
+tests/vllm_backend/test_vllm_prefix_cache.py for the cache hits); the request planning also
+against a labelled stand-in engine (tests/rm/test_rm_vllm_scorer.py).
 ``benchmarks/vllm_prefix.py`` measures tokens computed / unique tokens with the
 cache on (waves), on with every candidate sent at once, and off.
 """

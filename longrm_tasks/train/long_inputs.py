@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from longrm_tasks.context.fitting import FitStats  # the one "what fitting did" type; re-exported for the stages
 from longrm_tasks.prompts.judge_prompts import render_chat
 from longrm_tasks.context.truncation import truncate_middle
+from longrm_tasks.rm.formatting import common_prefix_length
 
 # The key passage is tagged <TAG> ... </TAG>; the tag varies per record (<LD>, <Q9>, <465D>, ...) and
 # the authors' system prompt names it ("... the part between <LD> and </LD>").
@@ -92,10 +93,6 @@ def encode(tokenizer, prompt, responses: list, *, rendering: str = "generation")
     """
     if rendering not in RENDERINGS:
         raise ValueError(f"rendering must be one of {RENDERINGS}, got {rendering!r}")
-    from longrm_tasks.compat import trl_common_prefix_length
-
-    common_prefix_length = trl_common_prefix_length()  # recent TRL: checked against the tested range
-
     special = not isinstance(prompt, list)  # a chat template already holds its special tokens
     prompt_text = _render_prompt(tokenizer, prompt)
     prompt_enc = tokenizer(prompt_text, add_special_tokens=special, return_offsets_mapping=True)
@@ -106,7 +103,7 @@ def encode(tokenizer, prompt, responses: list, *, rendering: str = "generation")
         if rendering == "conversation" or full_text.startswith(prompt_text):
             full = tokenizer(full_text, add_special_tokens=special, return_offsets_mapping=True)
             ids = list(full["input_ids"])
-            prompt_len = common_prefix_length(prompt_ids, ids)
+            prompt_len = common_prefix_length([prompt_ids, ids])
             out.append(_encoded(ids, prompt_len, prompt_text, full["offset_mapping"][:prompt_len]))
             continue
         start = _common_text_prefix(prompt_text, full_text)

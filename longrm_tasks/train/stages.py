@@ -79,29 +79,18 @@ class StageTable:
 
 
 STAGES = StageTable()
-STAGES.register(StageKind(
-    name="sft",
-    config="trl:SFTConfig",
-    trainer="longrm_tasks.train.sft:sft_trainer",
-    peft_task="CAUSAL_LM",
-    title="Stage I SFT (generative judge cold start, TRL SFTTrainer, loss on the assistant turn)",
-    tags=("sft",),
-))
-STAGES.register(StageKind(
-    name="alignment",
-    config="longrm_tasks.train.alignment.config:AlignmentConfig",
-    trainer="longrm_tasks.train.alignment.data:alignment_trainer",
-    peft_task="CAUSAL_LM",
-    title="Stage II alignment (reference-free multi-reject SimPO-style loss)",
-    tags=("simpo", "alignment"),
+# name, config class, trainer factory, LoRA task, card title, card tags, preflight check
+_KINDS = (
+    ("sft", "trl:SFTConfig", "longrm_tasks.train.sft:sft_trainer", "CAUSAL_LM",
+     "Stage I SFT (generative judge cold start, TRL SFTTrainer, loss on the assistant turn)", ("sft",), None),
     # a model whose attention cannot be shared (chunked, sink, ...) runs unshared, said before Stage I
-    preflight="longrm_tasks.train.alignment.trainer:shared_context_preflight",
-))
-STAGES.register(StageKind(
-    name="reward",
-    config="longrm_tasks.train.reward:RewardStageConfig",
-    trainer="longrm_tasks.train.reward:reward_trainer",
-    peft_task="SEQ_CLS",
-    title="Discriminative reward model (TRL RewardTrainer, Bradley-Terry)",
-    tags=("reward-model", "bradley-terry"),
-))
+    ("alignment", "longrm_tasks.train.alignment.config:AlignmentConfig",
+     "longrm_tasks.train.alignment.data:alignment_trainer", "CAUSAL_LM",
+     "Stage II alignment (reference-free multi-reject SimPO-style loss)", ("simpo", "alignment"),
+     "longrm_tasks.train.alignment.trainer:shared_context_preflight"),
+    ("reward", "longrm_tasks.train.reward:RewardStageConfig", "longrm_tasks.train.reward:reward_trainer",
+     "SEQ_CLS", "Discriminative reward model (TRL RewardTrainer, Bradley-Terry)", ("reward-model", "bradley-terry"),
+     None),
+)
+for _row in _KINDS:
+    STAGES.register(StageKind(*_row))

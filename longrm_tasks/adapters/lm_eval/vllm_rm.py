@@ -18,7 +18,7 @@ of our shared-prefix cache). Engine options pass through to ``vllm.LLM``:
 
 It logs one line with the context it fits items to and where that came from
 (``max_model_len``/``max_length`` argument, else the engine's own
-``max_model_len``). Tested on vLLM's CPU build (tests/test_vllm_lm_eval.py,
+``max_model_len``). Tested on vLLM's CPU build (tests/vllm_backend/test_vllm_lm_eval.py,
 marker ``vllm``): same prompts, over-context counts and rewards as ``hf-rm``.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Long-RewardBench items -> RewardBench 1 (pairs) and RewardBench 2 (best-of-N) records.
 
 What RewardBench 0.1.4 accepts (checked against its own loaders, see
-tests/test_rewardbench_isolated_env.py):
+tests/adapters/rewardbench/test_rewardbench_isolated_env.py):
 
 - ``rewardbench --dataset FILE --load_json`` reads FILE with
   ``rewardbench.utils.load_and_process_dataset``. With current ``datasets``

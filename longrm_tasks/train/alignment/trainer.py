@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, Trainer
-from longrm_tasks.compat import trl_disable_dropout_in_model, trl_forward_redirection
+from longrm_tasks.compat import trl_forward_redirection
 
 
 from longrm_tasks.train.alignment.config import AlignmentConfig
@@ -53,6 +53,14 @@ def shared_context_preflight(stage, base_model_path: str) -> str | None:
     return line
 
 
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Zero every ``nn.Dropout`` (TRL's ``disable_dropout_in_model``, owned: four lines are cheaper than a
+    private import to track). Attention dropout that a model reads from its config is untouched, as in TRL."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
 def collate_alignment(features: list[dict[str, Any]]) -> dict[str, list]:
     """Keep token lists as lists: each item is packed on its own, so there is nothing to pad."""
     return {column: [f[column] for f in features] for column in COLUMNS}
@@ -79,7 +87,7 @@ class AlignmentTrainer(Trainer):
                 model.enable_input_require_grads()
             model = get_peft_model(model, peft_config)
         if args.disable_dropout:
-            trl_disable_dropout_in_model()(model)
+            disable_dropout(model)
         reason = shared_context_support(model.config) if args.share_context else None
         if reason:  # the runner says so before Stage I; a direct user of the trainer hears it here
             logger.warning(unshared_notice("alignment", reason))

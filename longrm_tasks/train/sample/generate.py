@@ -65,6 +65,32 @@ def _judgment(analysis: str, score: int) -> str:
     return f"[Analysis]\n{analysis}\n[Score: {score}]"
 
 
+# Judgments of a response that gives the fact right (``_CORRECT``) or wrong (``_WRONG``): the chosen
+# text, its score range, and the rejected (text, score) pairs; ``{says}`` is the reading of the passage.
+_CORRECT = {
+    "score": (8, 10),
+    "chosen": "{says} The response says {answer}, which matches the context. It ignores the unrelated text and "
+              "answers in one clear sentence.",
+    "rejected": (
+        ("The response says {answer}, but the context does not support this. It is wrong.", 2),
+        ("{says} The response matches it exactly and is clear.", 3),  # analysis contradicts score
+        ("The response is vague and never answers the question.", 1),
+        ("The context says the {thing} is {wrong}, so the answer {answer} is incorrect.", 4),
+    ),
+}
+_WRONG = {
+    "score": (0, 2),
+    "chosen": "{says} The response says {wrong}, which contradicts the context, so it answers the question "
+              "wrongly although it is short and clear.",
+    "rejected": (
+        ("The response says {wrong}, which matches the context. It is correct and concise.", 9),
+        ("{says} The response says {wrong}, which is wrong.", 8),  # analysis contradicts score
+        ("The response answers the question clearly and is relevant.", 7),
+        ("The context never mentions the {thing}, so any colour is acceptable.", 6),
+    ),
+}
+
+
 def _record(rng: random.Random, index: int) -> dict:
     person, thing, place = rng.choice(_PEOPLE), rng.choice(_THINGS), rng.choice(_PLACES)
     colour, wrong = rng.sample(_COLOURS, 2)
@@ -81,26 +107,13 @@ def _record(rng: random.Random, index: int) -> dict:
     user = (f"<context>\n{context}\n</context>\n\n<prompt>\n{question}\n</prompt>\n\n"
             f"The following is the given response to evaluate.\n<response>\n{response}\n</response>\n")
     says = f"The passage between <{tag}> and </{tag}> says the {thing} is {colour}."
-    if correct:
-        score = rng.randint(8, 10)
-        chosen = _judgment(f"{says} The response says {answer}, which matches the context. It ignores the "
-                           "unrelated text and answers in one clear sentence.", score)
-        rejected = [
-            _judgment(f"The response says {answer}, but the context does not support this. It is wrong.", 2),
-            _judgment(f"{says} The response matches it exactly and is clear.", 3),  # analysis contradicts score
-            _judgment("The response is vague and never answers the question.", 1),
-            _judgment(f"The context says the {thing} is {wrong}, so the answer {answer} is incorrect.", 4),
-        ]
-    else:
-        score = rng.randint(0, 2)
-        chosen = _judgment(f"{says} The response says {wrong}, which contradicts the context, so it answers "
-                           "the question wrongly although it is short and clear.", score)
-        rejected = [
-            _judgment(f"The response says {wrong}, which matches the context. It is correct and concise.", 9),
-            _judgment(f"{says} The response says {wrong}, which is wrong.", 8),  # analysis contradicts score
-            _judgment("The response answers the question clearly and is relevant.", 7),
-            _judgment(f"The context never mentions the {thing}, so any colour is acceptable.", 6),
-        ]
+    # The chosen judgment agrees with the context; each rejected one is inconsistent in its own way
+    # (wrong reading, analysis that contradicts its score, no reading, invented reading).
+    table = _CORRECT if correct else _WRONG
+    score = rng.randint(*table["score"])
+    fields = {"says": says, "answer": answer, "wrong": wrong, "thing": thing}
+    chosen = _judgment(table["chosen"].format(**fields), score)
+    rejected = [_judgment(text.format(**fields), points) for text, points in table["rejected"]]
     messages = [{"role": "system", "content": SYSTEM.format(tag=tag)}, {"role": "user", "content": user}]
     return {
         "source": "synthetic", "split": "train", "messages": messages, "chosen": chosen,
