@@ -140,7 +140,8 @@ def run_mode(mode: str, data: Path, tok_path: Path, order: str, max_length: int,
     import datasets
     from transformers import AutoTokenizer
 
-    from longrm_tasks.requests.build import Budget, Stats, build_judge_docs
+    from longrm_tasks.context.fitting import FitStats, Protocol
+    from longrm_tasks.requests.build import Fitting, build_judge_docs
     from longrm_tasks.data import load_benchmark
     from longrm_tasks.prompts.orders import OrderScheme
 
@@ -157,9 +158,9 @@ def run_mode(mode: str, data: Path, tok_path: Path, order: str, max_length: int,
     bench = load_benchmark(str(data))
     t1 = time.perf_counter()
     if mode == "ours":
-        stats = Stats()
+        stats = FitStats()
         docs = build_judge_docs(bench.items, scheme.orders_for, judge="generative", tokenizer=tokenizer,
-                                budget=Budget(max_length, GEN_TOKENS), orders=order, stats=stats)
+                                fitting=Fitting(Protocol.FIT, max_length, GEN_TOKENS), orders=order, stats=stats)
         truncated = stats.truncated
     else:
         from longrm_tasks.requests.build import MARGIN

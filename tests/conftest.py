@@ -1,12 +1,13 @@
 """Shared by every test: the helpers' folder on the path, offline hub, vLLM skips, isolated logging, and the
 session-wide fixtures (the wheel-installed venv).
 
-``tests/`` mirrors the package: one folder per stage (``data/``, ``prompts/``, ``context/``, ``metrics/``,
+``tests/`` mirrors the package: one folder per stage (``data/``, ``prompts/``, ``request_building/`` (for
+``requests/``: a folder named ``requests`` on the path would shadow the library), ``context/``, ``metrics/``,
 ``report/``, ``rm/``), adapter (``adapters/lm_eval/``, ``adapters/rewardbench/``), engine
-(``vllm_backend/``), train part (``train/``, ``train/alignment/``, ``train/synth/``), the commands, the
-plumbing and the benchmarks' own code (``bench/``). Test file names stay unique across folders (pytest
-imports them by base name). Modules shared between folders live in ``tests/helpers/`` (oracles,
-scripted servers, the repository's paths) and are imported by name.
+(``vllm_backend/``, not ``vllm/``, which ``find_spec("vllm")`` would take for the engine), train part (``train/``,
+``train/alignment/``, ``train/synth/``), the commands, the plumbing and the benchmarks' own code (``bench/``).
+Test file names stay unique across folders (pytest imports them by base name). Modules shared between folders live
+in ``tests/helpers/`` (oracles, scripted servers, the repository's paths) and are imported by name.
 """
 import os
 import sys

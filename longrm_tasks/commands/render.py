@@ -29,7 +29,7 @@ def add_arguments(p) -> None:
                    help="the model's context: marks over-long prompts (paper) or fits them (fit)")
     p.add_argument("--max-gen-toks", type=int, default=GENERATION_TOKENS, metavar="N",
                    help=f"fit: generation budget kept free (default {GENERATION_TOKENS})")
-    p.add_argument("--overlong", choices=OVERLONG_POLICIES, default="truncate",
+    p.add_argument("--overlong", choices=OVERLONG_POLICIES, default=None,
                    help="fit: cut the context (default) or skip prompts that do not fit")
     p.add_argument("--order", default="paper", help="paper (default) | both | hash:SEED")
     p.add_argument("--configs", nargs="*", help="only these configs")
@@ -57,34 +57,30 @@ def run(args) -> int:
     from longrm_tasks.data import load_benchmark, select
     from longrm_tasks.errors import InputError
     from longrm_tasks.context.fitting import FitStats
-    from longrm_tasks.prompts.orders import OrderScheme
-    from longrm_tasks.requests.build import Fitting, build_presentations
+    from longrm_tasks.context.fitting import Protocol
+    from longrm_tasks.requests.build import build_presentations
+    from longrm_tasks.requests.options import RunOptions
 
     check_writable(args.out, "--out")
     _positive(args.max_length, "--max-length")
     _positive(args.max_gen_toks, "--max-gen-toks")
-    if args.protocol == "paper" and args.overlong != "truncate":
-        raise InputError("--overlong applies to --protocol fit (paper scores over-long prompts wrong)",
-                         field="--overlong")
-    try:
-        scheme = OrderScheme.parse(args.order)
-    except ValueError as err:
-        raise InputError(str(err), field="--order") from None
+    run_options = RunOptions.parse(protocol=args.protocol, order=args.order, overlong=args.overlong,
+                                   gen_tokens=args.max_gen_toks, name=lambda option: f"--{option.replace('_', '-')}")
+    scheme = run_options.order
     bench = load_benchmark(args.data, revision=args.data_revision) if args.data_revision else load_benchmark(args.data)
     items = select(bench.items, configs=args.configs or None, tasktypes=args.tasktypes or None)
     if not items:
         raise InputError(f"no items selected in {bench.source}", field="--configs/--tasktypes")
     tokenizer = _tokenizer(args.tokenizer, args.trust_remote_code)
-    reserve = args.max_gen_toks if args.protocol == "fit" else 0
-    if args.protocol == "fit" and args.max_length is not None and args.max_length <= reserve:
-        raise InputError(f"--max-length {args.max_length} leaves no room next to {reserve} generated tokens",
-                         field="--max-length")
-    fitting = Fitting(protocol=args.protocol, max_length=args.max_length, reserve=reserve, overlong=args.overlong)
+    fitting = run_options.fitting("generative", args.max_length)
+    if run_options.protocol is Protocol.FIT and args.max_length is not None and args.max_length <= fitting.reserve:
+        raise InputError(f"--max-length {args.max_length} leaves no room next to {fitting.reserve} generated "
+                         "tokens", field="--max-length")
     stats = FitStats()
     presentations = build_presentations(items, scheme.orders_for, judge="generative", tokenizer=tokenizer,
                                         fitting=fitting, orders=str(scheme), stats=stats)
     n = write_jsonl(args.out, render_rows(presentations))
-    print(f"longrm render: {n} prompts ({args.protocol} protocol, order {scheme}, max_length "
+    print(f"longrm render: {n} prompts ({run_options.protocol} protocol, order {scheme}, max_length "
           f"{args.max_length or 'not given'}) -> {args.out}; {stats.summary()}", file=sys.stderr)
     return 0
 

@@ -23,15 +23,38 @@ here, and reports what they did in one `FitStats`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import Sequence, TypeVar
 
 from longrm_tasks.context.truncation import PAPER_HEAD, PAPER_LIMIT, PAPER_TAIL
 
 T = TypeVar("T")
 
-PROTOCOLS = ("paper", "fit")
-DEFAULT_PROTOCOL = "paper"
-OVERLONG_POLICIES = ("truncate", "skip")  # what `fit` does with an input that cannot fit whole
+
+
+class Protocol(str, Enum):
+    """How prompts meet the model (module doc). A ``str`` so results, docs and logs carry the plain name."""
+
+    PAPER = "paper"
+    FIT = "fit"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Overlong(str, Enum):
+    """What ``fit`` does with an input that cannot fit whole: cut the middle of its context, or skip it."""
+
+    TRUNCATE = "truncate"
+    SKIP = "skip"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+PROTOCOLS = tuple(p.value for p in Protocol)
+DEFAULT_PROTOCOL = Protocol.PAPER
+OVERLONG_POLICIES = tuple(o.value for o in Overlong)
 GENERATION_TOKENS = 2048  # the reference's max_tokens
 
 # FastChat's "zero_shot" conversation template (lm-sys/FastChat, fastchat/conversation.py:

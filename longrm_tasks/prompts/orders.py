@@ -20,9 +20,10 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from longrm_tasks.data.schema import Item
+if TYPE_CHECKING:  # a type only: data.loading imports this module, so a runtime import would be a cycle
+    from longrm_tasks.data.schema import Item
 
 PAPER_SEED = 42
 

@@ -31,8 +31,8 @@ from typing import Iterable, Sequence
 
 from longrm_tasks.requests.reward import encode_rm_context
 from longrm_tasks.data.schema import Item
-from longrm_tasks.context.fitting import (DoesNotFit, FitStats, PaperPrompt, generation_room, middle_span, paper_prompt,
-                                  paper_prompts, strip_bos)
+from longrm_tasks.context.fitting import (DoesNotFit, FitStats, Overlong, PaperPrompt, Protocol, generation_room,
+                                         middle_span, paper_prompt, paper_prompts, strip_bos)
 from longrm_tasks.requests.presentation import Presentation
 from longrm_tasks.prompts.judge_prompts import (judge_messages, judge_prompts, prompt_kind, render_chat, shown_answers,
                                   system_prompt, user_prompt)
@@ -52,10 +52,10 @@ class Fitting:
     BOS to text prompts, so a rendered leading BOS is removed (never two).
     """
 
-    protocol: str = "paper"
+    protocol: Protocol = Protocol.PAPER
     max_length: int | None = None
     reserve: int = 0
-    overlong: str = "truncate"
+    overlong: Overlong = Overlong.TRUNCATE
     strip_bos: bool = False
 
     @property
@@ -64,12 +64,6 @@ class Fitting:
         return None if self.max_length is None else self.max_length - self.reserve - MARGIN
 
 
-# Kept for callers of the earlier name (benchmarks/prep.py): the fit protocol with its budget.
-def Budget(max_length: int | None, reserve: int, overlong: str = "truncate") -> Fitting:  # noqa: N802
-    return Fitting(protocol="fit", max_length=max_length, reserve=reserve, overlong=overlong)
-
-
-Stats = FitStats
 
 
 # ------------------------------------------------------------------ measuring
@@ -197,7 +191,7 @@ def new_presentation(item: Item, order: Sequence[int], index: int, judge: str, *
         key=f"{item.config}/{item.id}", config=item.config, id=item.id, tasktype=item.tasktype,
         subtype=item.subtype, length=item.length, kind=kind, n=item.n, order=list(order),
         target=list(order).index(0), presentation=index, judge=judge, parser=parser, orders=orders,
-        protocol=fitting.protocol, max_length=-1 if fitting.max_length is None else fitting.max_length,
+        protocol=fitting.protocol.value, max_length=-1 if fitting.max_length is None else fitting.max_length,
         system=system_prompt(item.n, kind))
 
 
@@ -223,18 +217,18 @@ def build_presentations(items: Iterable[Item], orders_for, *, judge: str, tokeni
                 _finish_verdict(pres, tokenizer)
                 out.append(pres)
         return out
-    if fitting.protocol == "paper":
+    if fitting.protocol is Protocol.PAPER:
         return _build_paper(items, orders_for, judge=judge, tokenizer=tokenizer, fitting=fitting, parser=parser,
                             orders=orders, stats=stats)
     return _build_fit(items, orders_for, judge=judge, tokenizer=tokenizer, fitting=fitting, parser=parser,
                       orders=orders, stats=stats)
 
 
-def build_judge_docs(items: Iterable[Item], orders_for, *, judge: str, tokenizer, budget: Fitting,
+def build_judge_docs(items: Iterable[Item], orders_for, *, judge: str, tokenizer, fitting: Fitting,
                      parser: str = "reference", orders: str = "paper", stats: FitStats | None = None) -> list[dict]:
     """`build_presentations` as lm-eval documents (dicts)."""
     return [p.to_doc() for p in build_presentations(items, orders_for, judge=judge, tokenizer=tokenizer,
-                                                    fitting=budget, parser=parser, orders=orders, stats=stats)]
+                                                    fitting=fitting, parser=parser, orders=orders, stats=stats)]
 
 
 def _measurer(tokenizer) -> Measurer:
@@ -398,7 +392,7 @@ def _fit_one(pres: Presentation, item: Item, order, tokenizer, measurer: Measure
     stats.saw_length(total)
     text = head.text
     if limit is not None and total > limit:
-        if fitting.overlong == "skip":
+        if fitting.overlong is Overlong.SKIP:
             return _skip(pres, stats, f"{total} prompt tokens > budget {limit}")
         protect_head = measurer.count([frame.pre + before])[0]
         if head._encoding is None and head._ids is None:  # the head fit alone; with this tail it does not
@@ -424,7 +418,7 @@ def _skip(pres: Presentation, stats: FitStats, reason: str) -> None:
 
 # ------------------------------------------------------------------ scalar reward models
 
-def build_rm_docs(items: Iterable[Item], orders_for, *, tokenizer, budget: Fitting, orders: str = "paper",
+def build_rm_docs(items: Iterable[Item], orders_for, *, tokenizer, fitting: Fitting, orders: str = "paper",
                   stats: FitStats | None = None) -> list[dict]:
     """Documents for scalar reward models: the request context (see `requests.reward`) and the shown answers.
 
@@ -440,20 +434,21 @@ def build_rm_docs(items: Iterable[Item], orders_for, *, tokenizer, budget: Fitti
     docs = []
     for item in items:
         stats.examples += 1
-        context = encode_rm_context(item.prompt_template, f"{item.config}/{item.id}", budget.protocol)
+        context = encode_rm_context(item.prompt_template, f"{item.config}/{item.id}", fitting.protocol)
         for p, order in enumerate(orders_for(item)):
-            pres = new_presentation(item, order, p, "reward", orders=orders, fitting=budget)
+            pres = new_presentation(item, order, p, "reward", orders=orders, fitting=fitting)
             stats.inputs += 1
             pres.prompt, pres.choices = context, shown_answers(item, order)
             if tokenizer is not None:
-                policy = "paper" if budget.protocol == "paper" else "skip" if budget.overlong == "skip" else "middle"
+                policy = ("paper" if fitting.protocol is Protocol.PAPER
+                          else "skip" if fitting.overlong is Overlong.SKIP else "middle")
                 formatted = format_item(tokenizer, {"prompt_template": item.prompt_template,
                                                     "candidates": pres.choices, "id": pres.key},
-                                        max_length=budget.max_length, truncation=policy)
+                                        max_length=fitting.max_length, truncation=policy)
                 stats.measured += 1
                 pres.prompt_tokens = max(formatted.original_lengths)
                 stats.saw_length(pres.prompt_tokens)
-                if formatted.skipped and budget.protocol == "paper":
+                if formatted.skipped and fitting.protocol is Protocol.PAPER:
                     _overlong(pres, stats, formatted.skip_reason)
                 elif formatted.skipped:
                     _skip(pres, stats, formatted.skip_reason)

@@ -26,21 +26,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from longrm_tasks.context.fitting import PROTOCOLS, Protocol
+
 MARKER = "longrm_rm"
 VERSION = 1
 OVERLONG_SCORE = float("-inf")  # every candidate of a paper item the reward model cannot hold
 
 
-def encode_rm_context(messages: list[dict[str, str]], item_key: str, protocol: str | None = None) -> str:
+def encode_rm_context(messages: list[dict[str, str]], item_key: str, protocol: Protocol | None = None) -> str:
     """The ``context`` string of every request of one item (``item_key`` = ``"<config>/<id>"``)."""
     obj = {MARKER: VERSION, "messages": list(messages), "item": item_key}
     if protocol is not None:
-        obj["protocol"] = protocol
+        obj["protocol"] = Protocol(protocol).value
     return json.dumps(obj, ensure_ascii=False)
 
 
 def decode_rm_context(context: str) -> dict[str, Any] | None:
-    """``{"messages": [...], "item": "<config>/<id>", "protocol": str | None}`` for our requests, ``None`` otherwise.
+    """``{"messages": [...], "item": "<config>/<id>", "protocol": Protocol | None}`` for our requests, else ``None``.
 
     Raises ``ValueError`` for a context that carries our marker but is malformed
     (a version we do not know, messages that are not role/content dicts): that
@@ -63,5 +65,7 @@ def decode_rm_context(context: str) -> dict[str, Any] | None:
         raise ValueError(f"reward-model request {obj.get('item')!r}: 'messages' must be a list of "
                          "{role, content} strings")
     protocol = obj.get("protocol")
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise ValueError(f"reward-model request {obj.get('item')!r}: unknown protocol {protocol!r}")
     return {"messages": messages, "item": str(obj.get("item", "")),
-            "protocol": protocol if isinstance(protocol, str) else None}
+            "protocol": None if protocol is None else Protocol(protocol)}

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from longrm_tasks.errors import InputError
-from longrm_tasks.context.fitting import middle_span, paper_span
+from longrm_tasks.context.fitting import PROTOCOLS, Protocol, middle_span, paper_span
 
 TRUNCATION_POLICIES = ("middle", "paper", "skip")
 
@@ -53,7 +53,15 @@ class ScoringItem:
     prompt_template: list[dict[str, str]]
     candidates: list[str]
     id: str | None = None
-    protocol: str | None = None  # the task's protocol (`requests.reward`); None: the scorer's own policy
+    protocol: Protocol | None = None  # the task's protocol (`requests.reward`); None: the scorer's own policy
+
+    def __post_init__(self) -> None:
+        # the one place a protocol name given to a scorer is read: below, items carry a `Protocol`
+        if self.protocol is not None and not isinstance(self.protocol, Protocol):
+            if self.protocol not in PROTOCOLS:
+                raise InputError(f"unknown protocol {self.protocol!r} ({', '.join(PROTOCOLS)})", line=self.id,
+                                 field="protocol")
+            object.__setattr__(self, "protocol", Protocol(self.protocol))
 
 
 @dataclass(frozen=True)
@@ -118,9 +126,9 @@ def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     return shortest
 
 
-def truncation_for(protocol: str | None, configured: str) -> str:
+def truncation_for(protocol: Protocol | None, configured: str) -> str:
     """The over-long rule for an item of ``protocol``: ``paper`` items get the paper rule, others ``configured``."""
-    return "paper" if protocol == "paper" else configured
+    return "paper" if protocol is Protocol.PAPER else configured
 
 
 def format_item(tokenizer, item: ScoringItem | Mapping[str, Any], *, max_length: int | None = None,

@@ -3,8 +3,8 @@ command tree and its options, the console script, lm-eval's plugin entry points,
 metric keys each task writes into lm-eval's results, and the Python imports the README documents.
 
 The expected surface is `public_surface.json` beside this file. A change to it is a change users see: make it on
-purpose (``LONGRM_WRITE_SURFACE=1 python -m pytest tests/plumbing/test_public_surface.py`` rewrites the file) and say it in
-the README. Module paths behind entry points and ``!function`` tags may move; each must still resolve.
+purpose (``LONGRM_WRITE_SURFACE=1 python -m pytest tests/plumbing/test_public_surface.py`` rewrites the file)
+and say it in the README. Module paths behind entry points and ``!function`` tags may move; each must still resolve.
 """
 from __future__ import annotations
 

@@ -79,7 +79,7 @@ def _setup(tmp_path, *, clean_up: bool = False, template: bool = True, bos: bool
 def _render(tmp_path, tok_dir, data, **extra) -> list[dict]:
     out = tmp_path / "prompts.jsonl"
     args = dict(data=str(data), data_revision=None, tokenizer=str(tok_dir), protocol="paper", max_length=None,
-                max_gen_toks=2048, overlong="truncate", order="paper", configs=None, tasktypes=None,
+                max_gen_toks=2048, overlong=None, order="paper", configs=None, tasktypes=None,
                 trust_remote_code=False, out=str(out))
     args.update(extra)
     assert render.run(Namespace(**args)) == 0

@@ -39,12 +39,8 @@ from functools import lru_cache
 
 from longrm_tasks.data.schema import CONFIGS, TASKTYPES
 from longrm_tasks.errors import InputError, unknown_key_error
-from longrm_tasks.context.fitting import DEFAULT_PROTOCOL, GENERATION_TOKENS, OVERLONG_POLICIES, PROTOCOLS
-from longrm_tasks.prompts.orders import OrderScheme
-from longrm_tasks.verdicts.parsing import PARSERS
-
-JUDGES = ("generative", "loglikelihood", "reward")
-OVERLONG = OVERLONG_POLICIES
+from longrm_tasks.requests.options import RunOptions, positive_int
+from longrm_tasks.requests.presentation import JUDGES
 
 # Our --metadata keys, the slice keys of the task YAMLs' dataset_kwargs, and what lm-eval adds itself.
 OUR_KEYS = ("protocol", "data_dir", "data_revision", "order", "max_length", "overlong", "tokenizer", "parser",
@@ -58,21 +54,19 @@ MODEL_BACKENDS = ("hf", "vllm", "local-completions", "local-chat-completions", "
 
 @dataclass(frozen=True)
 class TaskOptions:
+    """lm-eval's view of a run: the run's options (`RunOptions`, what the stages read), the task's slice,
+    the data source and what the model arguments say about tokenizer and context."""
+
     judge: str
     configs: tuple[str, ...] | None
     tasktypes: tuple[str, ...] | None
+    run: RunOptions = RunOptions()
     data_dir: str = "hub"
     revision: str | None = None
-    order: OrderScheme = OrderScheme("paper")
     max_length: int | None = None
-    overlong: str = "truncate"
-    parser: str = "reference"
     tokenizer: str | None = None  # a name or path for AutoTokenizer; None = do not measure
     tokenizer_kwargs: tuple[tuple[str, Any], ...] = ()
     model: str | None = None  # where to read the model's context length from (its config)
-    gen_tokens: int = GENERATION_TOKENS
-    gen_tokens_given: bool = False  # --metadata max_gen_toks was passed
-    protocol: str = DEFAULT_PROTOCOL
     max_model_len: int | None = None  # vLLM's context argument
     base_url: str | None = None  # an API model's server
     tokenized_requests: bool | None = None  # API: lm-eval tokenizes (True) or sends text (False); None: unset
@@ -87,21 +81,6 @@ def _names(value, known: tuple[str, ...], option: str) -> tuple[str, ...] | None
     if unknown:
         raise InputError(f"unknown {', '.join(map(str, unknown))} (known: {', '.join(known)})", field=option)
     return tuple(names)
-
-
-def _positive_int(value, option: str) -> int | None:
-    if value in (None, "", "none", "None"):
-        return None
-    # int() would take true as 1 and 1.5 as 1: only an integer or the digits of one are a length
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise InputError(f"expected a positive integer, got {type(value).__name__} {value!r}", field=option)
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise InputError(f"expected a positive integer, got {value!r}", field=option) from None
-    if number <= 0:
-        raise InputError(f"expected a positive integer, got {number}", field=option)
-    return number
 
 
 # JSON types a --metadata value can have; a Python object handed over by simple_evaluate is not judged here.
@@ -183,28 +162,12 @@ def parse_options(kwargs: dict[str, Any]) -> TaskOptions:
     """Options from the keyword arguments lm-eval passes to ``custom_dataset``."""
     check_keys(kwargs)
     check_types(kwargs)
-    protocol = str(kwargs.get("protocol") or DEFAULT_PROTOCOL)
-    if protocol not in PROTOCOLS:
-        raise InputError(f"unknown protocol {protocol!r} ({', '.join(PROTOCOLS)}: paper = the reference "
-                         "evaluator's prompts, fit = instructions and answers kept whole, context cut to the model)",
-                         field="protocol")
+    run = RunOptions.parse(protocol=kwargs.get("protocol"), order=kwargs.get("order"),
+                           overlong=kwargs.get("overlong"), parser=kwargs.get("parser"),
+                           gen_tokens=kwargs.get("max_gen_toks"))
     judge = kwargs.get("longrm_judge", "generative")
     if judge not in JUDGES:
         raise InputError(f"unknown judge {judge!r} ({', '.join(JUDGES)})", field="longrm_judge")
-    try:
-        order = OrderScheme.parse(str(kwargs.get("order") or "paper"))
-    except ValueError as err:
-        raise InputError(str(err), field="order") from None
-    overlong = str(kwargs.get("overlong") or "truncate")
-    if overlong not in OVERLONG:
-        raise InputError(f"unknown value {overlong!r} ({', '.join(OVERLONG)})", field="overlong")
-    if protocol == "paper" and kwargs.get("overlong"):
-        raise InputError("overlong applies to protocol=fit; under protocol=paper a prompt beyond the model's "
-                         "context is scored wrong, as in the paper (add protocol=fit to cut or skip instead)",
-                         field="overlong")
-    parser = str(kwargs.get("parser") or "reference")
-    if parser not in PARSERS:
-        raise InputError(f"unknown parser {parser!r} ({', '.join(PARSERS)})", field="parser")
 
     # The tokenizer the model will use: explicit --metadata tokenizer, else the
     # model's own (hf/vllm: `tokenizer` or `pretrained` model argument).
@@ -221,19 +184,14 @@ def parse_options(kwargs: dict[str, Any]) -> TaskOptions:
         judge=judge,
         configs=_names(kwargs.get("longrm_configs"), CONFIGS, "longrm_configs"),
         tasktypes=_names(kwargs.get("longrm_tasktypes"), TASKTYPES, "longrm_tasktypes"),
+        run=run,
         data_dir=str(kwargs.get("data_dir") or "hub"),
         revision=kwargs.get("data_revision"),
-        order=order,
-        max_length=_positive_int(kwargs.get("max_length"), "max_length"),
-        overlong=overlong,
-        parser=parser,
+        max_length=positive_int(kwargs.get("max_length"), "max_length"),
         tokenizer=tokenizer,
         tokenizer_kwargs=tuple(sorted(tok_kwargs.items())),
         model=pretrained if isinstance(pretrained, str) else None,
-        gen_tokens=_positive_int(kwargs.get("max_gen_toks"), "max_gen_toks") or GENERATION_TOKENS,
-        gen_tokens_given=kwargs.get("max_gen_toks") not in (None, ""),
-        protocol=protocol,
-        max_model_len=_positive_int(kwargs.get("max_model_len"), "max_model_len"),
+        max_model_len=positive_int(kwargs.get("max_model_len"), "max_model_len"),
         base_url=str(kwargs["base_url"]) if kwargs.get("base_url") else None,
         tokenized_requests=_optional_bool(kwargs.get("tokenized_requests")),
         add_bos_token=_optional_bool(kwargs.get("add_bos_token")),

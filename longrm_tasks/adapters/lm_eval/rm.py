@@ -59,6 +59,7 @@ from typing import Any
 from lm_eval.api.model import LM
 
 from longrm_tasks.errors import InputError, announced, closest_name
+from longrm_tasks.context.fitting import Protocol
 from longrm_tasks.rm.formatting import ScoringItem
 from longrm_tasks.requests.reward import OVERLONG_SCORE, decode_rm_context
 
@@ -128,7 +129,7 @@ class RewardModelLM(LM):
         self._say_protocol_wins(items)
         results = self.scorer.score(items)
         self.item_scores += results
-        overlong = [item.protocol == "paper" and result.skipped for item, result in zip(items, results)]
+        overlong = [item.protocol is Protocol.PAPER and result.skipped for item, result in zip(items, results)]
         self.overlong_items += sum(overlong)
         out: list[tuple[float, bool]] = []
         for request, (item_index, candidate_index) in zip(requests, slots):
@@ -145,7 +146,7 @@ class RewardModelLM(LM):
     def _say_protocol_wins(self, items: Sequence[ScoringItem]) -> None:
         """One line when a ``truncation`` model arg meets paper-protocol requests: the protocol decides."""
         given = self._explicit_truncation
-        if given and given != "paper" and any(item.protocol == "paper" for item in items):
+        if given and given != "paper" and any(item.protocol is Protocol.PAPER for item in items):
             print(f"{self.MODEL_NAME}: truncation={given} does not apply: the task's protocol is 'paper' (the "
                   f"reference's 131,072-token rule, items beyond max_length scored wrong); pass --metadata "
                   f"protocol=fit to use it", file=sys.stderr)

@@ -37,9 +37,9 @@ from longrm_tasks.adapters.lm_eval.options import TaskOptions, parse_options
 from longrm_tasks.adapters.lm_eval.plugin import TASK_DIR as task_dir  # noqa: F401  (entry point target)
 from longrm_tasks.requests.reward import OVERLONG_SCORE, encode_rm_context
 from longrm_tasks.errors import InputError
-from longrm_tasks.context.fitting import FitStats, generation_room
+from longrm_tasks.context.fitting import FitStats, Protocol, generation_room
 from longrm_tasks.requests.loglikelihood import opening_for
-from longrm_tasks.requests.build import MARGIN, VERDICT_TOKENS, Fitting, build_judge_docs, build_rm_docs
+from longrm_tasks.requests.build import MARGIN, build_judge_docs, build_rm_docs
 from longrm_tasks.requests.presentation import record
 from longrm_tasks.verdicts.parsing import parse_judgment, scores_to_ranks
 
@@ -193,34 +193,33 @@ def _load_dataset(kwargs: dict):
                     "--metadata tokenizer): prompts are not measured or fitted; the model receives chat "
                     "messages, so run with --apply_chat_template")
     max_length, source = model_context(options, tokenizer)
-    fit = options.protocol == "fit"
-    reserve = {"generative": options.gen_tokens if fit else 0, "loglikelihood": VERDICT_TOKENS,
-               "reward": 0}[options.judge]
-    if fit and max_length is not None and options.judge == "generative" and max_length <= reserve + MARGIN:
+    run = options.run
+    reserve = run.reserve(options.judge)
+    if (run.protocol is Protocol.FIT and max_length is not None and options.judge == "generative"
+            and max_length <= reserve + MARGIN):
         raise InputError(f"max_length {max_length} leaves no room for the prompt next to {reserve} generated "
                          "tokens; pass the budget you generate with as --metadata max_gen_toks=N (and "
                          "--gen_kwargs max_gen_toks=N)", field="max_length")
     # A backend that adds its own BOS to a text prompt must not get ours too.
     strip = bool(options.base_url) and (options.tokenized_requests is False or bool(options.add_bos_token))
-    fitting = Fitting(protocol=options.protocol, max_length=max_length, reserve=reserve, overlong=options.overlong,
-                      strip_bos=strip)
+    fitting = run.fitting(options.judge, max_length, strip_bos=strip)
     stats = FitStats()
     if options.judge == "reward":
-        docs = build_rm_docs(items, options.order.orders_for, tokenizer=tokenizer, budget=fitting,
-                             orders=str(options.order), stats=stats)
+        docs = build_rm_docs(items, run.order.orders_for, tokenizer=tokenizer, fitting=fitting,
+                             orders=str(run.order), stats=stats)
     else:
-        docs = build_judge_docs(items, options.order.orders_for, judge=options.judge, tokenizer=tokenizer,
-                                budget=fitting, parser=options.parser, orders=str(options.order), stats=stats)
+        docs = build_judge_docs(items, run.order.orders_for, judge=options.judge, tokenizer=tokenizer,
+                                fitting=fitting, parser=run.parser, orders=str(run.order), stats=stats)
     log.warning("Long-RewardBench %s (%s, protocol %s, order %s): max_length %s from %s; %s", options.judge,
-                _slice_name(options), options.protocol, options.order,
+                _slice_name(options), run.protocol, run.order,
                 f"{max_length:,}" if max_length else "unknown", source, stats.summary())
     for reason in stats.reasons[:5]:
         log.warning("  %s", reason)
     _last_run.clear()
     _last_run.update({
-        "protocol": options.protocol, "overlong": "wrong" if options.protocol == "paper" else options.overlong,
-        "order": str(options.order), "parser": options.parser, "max_length": max_length,
-        "max_length_source": source, "gen_tokens": options.gen_tokens if options.judge == "generative" else None,
+        "protocol": run.protocol.value, "overlong": "wrong" if run.protocol is Protocol.PAPER else run.overlong.value,
+        "order": str(run.order), "parser": run.parser, "max_length": max_length,
+        "max_length_source": source, "gen_tokens": run.gen_tokens if options.judge == "generative" else None,
         "data": _data_provenance(bench), "fit": stats.as_dict(),
     })
     _last_tokenizer[:] = [tokenizer]

@@ -10,7 +10,8 @@ import pytest
 pytest.importorskip("lm_eval")
 
 from longrm_tasks.adapters.lm_eval.options import parse_options  # noqa: E402
-from longrm_tasks.requests.build import MARGIN, Budget, Stats, build_judge_docs, build_rm_docs  # noqa: E402
+from longrm_tasks.context.fitting import FitStats, Overlong, Protocol  # noqa: E402
+from longrm_tasks.requests.build import MARGIN, Fitting, build_judge_docs, build_rm_docs  # noqa: E402
 from longrm_tasks.adapters.lm_eval.tasks import load_dataset  # noqa: E402
 from longrm_tasks.requests.reward import decode_rm_context, encode_rm_context  # noqa: E402
 from longrm_tasks.data import load_benchmark, select  # noqa: E402
@@ -97,7 +98,7 @@ def test_rm_request_contract_round_trip():
 def test_prompt_is_exactly_the_chat_render_and_both_orders_reverse(tokenizer, items):
     chosen = select(items, configs=["Cite"])[:4]
     docs = build_judge_docs(chosen, OrderScheme.parse("both").orders_for, judge="generative", tokenizer=tokenizer,
-                            budget=Budget(None, 2048))
+                            fitting=Fitting(Protocol.FIT, None, 2048))
     assert len(docs) == 2 * len(chosen)
     for first, second in zip(docs[::2], docs[1::2]):
         assert second["order"] == first["order"][::-1] and first["key"] == second["key"]
@@ -113,9 +114,9 @@ def test_prompt_is_exactly_the_chat_render_and_both_orders_reverse(tokenizer, it
 def test_truncation_keeps_instructions_context_start_and_answers(tokenizer, items):
     item = max(items, key=lambda it: len(it.judge_question))
     max_length, reserve = 900, 64
-    stats = Stats()
+    stats = FitStats()
     [doc] = build_judge_docs([item], OrderScheme.parse("paper").orders_for, judge="generative",
-                             tokenizer=tokenizer, budget=Budget(max_length, reserve), stats=stats)
+                             tokenizer=tokenizer, fitting=Fitting(Protocol.FIT, max_length, reserve), stats=stats)
     full = render_chat(tokenizer, judge_messages(item, doc["order"]))
     full_tokens = len(tokenizer(full, add_special_tokens=False)["input_ids"])
     kept = len(tokenizer(doc["prompt"], add_special_tokens=False)["input_ids"])
@@ -145,9 +146,9 @@ def test_cut_without_offsets_decodes_the_kept_tokens(tokenizer):
 
 
 def test_overlong_skip_is_counted_never_silent(tokenizer, items):
-    stats = Stats()
+    stats = FitStats()
     docs = build_judge_docs(items[:6], OrderScheme.parse("paper").orders_for, judge="loglikelihood",
-                            tokenizer=tokenizer, budget=Budget(900, 16, overlong="skip"), stats=stats)
+                            tokenizer=tokenizer, fitting=Fitting(Protocol.FIT, 900, 16, Overlong.SKIP), stats=stats)
     skipped = [d for d in docs if d["skipped"]]
     assert skipped and stats.skipped == len(skipped)
     assert all("budget" in d["skip_reason"] and d["prompt"] == "" for d in skipped)
@@ -157,7 +158,7 @@ def test_overlong_skip_is_counted_never_silent(tokenizer, items):
 def test_rm_docs_carry_the_contract_and_the_reward_models_cut(tokenizer, items):
     item = select(items, tasktypes=["BestOfN"])[0]
     [doc] = build_rm_docs([item], OrderScheme.parse("paper").orders_for, tokenizer=tokenizer,
-                          budget=Budget(700, 0))
+                          fitting=Fitting(Protocol.FIT, 700, 0))
     decoded = decode_rm_context(doc["prompt"])
     assert decoded == {"messages": item.prompt_template, "item": f"{item.config}/{item.id}", "protocol": "fit"}
     assert doc["choices"] == [item.answers[k] for k in doc["order"]]

@@ -98,7 +98,8 @@ def test_our_bestofn_numbers_equal_reroll_and_score_dataset(tmp_path):
 
 def test_pair_rule_is_the_one_in_installed_rewardbench():
     # RewardBench 1's rule has no function of its own (it is inline in the CLI, which needs CUDA to run):
-    # check that the line tests/adapters/rewardbench/test_rewardbench_score.py transcribes is the installed one, word for word.
+    # check that the line test_rewardbench_score.py (beside this file) transcribes is the installed one, word for
+    # word.
     got = _result(_probe("rules"))
     assert got == {"rewardbench.rewardbench": True, "scripts.run_rm": True, "reroll_and_score_dataset": True}
 
