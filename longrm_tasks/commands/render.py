@@ -56,8 +56,7 @@ def run(args) -> int:
     from longrm_tasks.atomic import check_writable, write_jsonl
     from longrm_tasks.data import load_benchmark, select
     from longrm_tasks.errors import InputError
-    from longrm_tasks.context.fitting import FitStats
-    from longrm_tasks.context.fitting import Protocol
+    from longrm_tasks.context.fitting import FitStats, Protocol
     from longrm_tasks.requests.build import build_presentations
     from longrm_tasks.requests.options import RunOptions
 

@@ -58,11 +58,15 @@ class Fitting:
     overlong: Overlong = Overlong.TRUNCATE
     strip_bos: bool = False
 
+    def __post_init__(self) -> None:
+        # A caller of the public API may spell them as names ("fit"); below, only the types are compared.
+        object.__setattr__(self, "protocol", Protocol(self.protocol))
+        object.__setattr__(self, "overlong", Overlong(self.overlong))
+
     @property
     def prompt_tokens(self) -> int | None:
         """``fit``: the most prompt tokens allowed."""
         return None if self.max_length is None else self.max_length - self.reserve - MARGIN
-
 
 
 

@@ -60,3 +60,11 @@ def test_positive_int_takes_digits_and_integers_only():
     for bad in ("1.5", 1.5, -2, "x", [1]):
         with pytest.raises(InputError):
             positive_int(bad, "n")
+
+
+def test_a_fitting_given_names_holds_the_types():
+    fitting = Fitting(protocol="fit", overlong="skip")
+    assert fitting.protocol is Protocol.FIT and fitting.overlong is Overlong.SKIP
+    assert Fitting(protocol="paper") == Fitting()
+    with pytest.raises(ValueError):
+        Fitting(protocol="fits")
