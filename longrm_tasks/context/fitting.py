@@ -31,25 +31,25 @@ from longrm_tasks.context.truncation import PAPER_HEAD, PAPER_LIMIT, PAPER_TAIL
 T = TypeVar("T")
 
 
+class _Choice(str, Enum):
+    """An option's value: a ``str``, so results, docs, JSON and logs carry the plain name."""
 
-class Protocol(str, Enum):
-    """How prompts meet the model (module doc). A ``str`` so results, docs and logs carry the plain name."""
+    def __str__(self) -> str:
+        return self.value
+
+
+class Protocol(_Choice):
+    """How prompts meet the model (module doc)."""
 
     PAPER = "paper"
     FIT = "fit"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Overlong(str, Enum):
+class Overlong(_Choice):
     """What ``fit`` does with an input that cannot fit whole: cut the middle of its context, or skip it."""
 
     TRUNCATE = "truncate"
     SKIP = "skip"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 PROTOCOLS = tuple(p.value for p in Protocol)

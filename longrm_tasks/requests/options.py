@@ -15,6 +15,7 @@ from typing import Any, Callable
 from longrm_tasks.context.fitting import GENERATION_TOKENS, OVERLONG_POLICIES, PROTOCOLS, Overlong, Protocol
 from longrm_tasks.errors import InputError
 from longrm_tasks.prompts.orders import OrderScheme
+from longrm_tasks.requests.build import VERDICT_TOKENS, Fitting
 from longrm_tasks.verdicts.parsing import PARSERS
 
 _EMPTY = (None, "", "none", "None")
@@ -78,15 +79,11 @@ class RunOptions:
 
     def reserve(self, judge: str) -> int:
         """Tokens that must follow a prompt: the generation budget under ``fit``, one verdict for ``_ll``."""
-        from longrm_tasks.requests.build import VERDICT_TOKENS
-
         if judge == "loglikelihood":
             return VERDICT_TOKENS
         return self.gen_tokens if judge == "generative" and self.protocol is Protocol.FIT else 0
 
-    def fitting(self, judge: str, max_length: int | None, *, strip_bos: bool = False):
-        """The `requests.build.Fitting` these options give a ``judge`` at a context of ``max_length``."""
-        from longrm_tasks.requests.build import Fitting
-
+    def fitting(self, judge: str, max_length: int | None, *, strip_bos: bool = False) -> Fitting:
+        """The `Fitting` these options give a ``judge`` at a context of ``max_length``."""
         return Fitting(protocol=self.protocol, max_length=max_length, reserve=self.reserve(judge),
                        overlong=self.overlong, strip_bos=strip_bos)
