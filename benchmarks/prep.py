@@ -140,8 +140,8 @@ def run_mode(mode: str, data: Path, tok_path: Path, order: str, max_length: int,
     import datasets
     from transformers import AutoTokenizer
 
-    from longrm_tasks.context.fitting import FitStats, Protocol
-    from longrm_tasks.requests.build import Fitting, build_judge_docs
+    from longrm_tasks.context.fitting import Fitting, FitStats, Protocol
+    from longrm_tasks.requests.build import build_judge_docs
     from longrm_tasks.data import load_benchmark
     from longrm_tasks.prompts.orders import OrderScheme
 
@@ -163,7 +163,7 @@ def run_mode(mode: str, data: Path, tok_path: Path, order: str, max_length: int,
                                 fitting=Fitting(Protocol.FIT, max_length, GEN_TOKENS), orders=order, stats=stats)
         truncated = stats.truncated
     else:
-        from longrm_tasks.requests.build import MARGIN
+        from longrm_tasks.context.fitting import MARGIN
 
         docs, truncated = naive_docs(bench.items, scheme.orders_for, tokenizer, max_length - GEN_TOKENS - MARGIN)
     t2 = time.perf_counter()

@@ -28,7 +28,7 @@ _PUBLIC = {
     "OrderScheme": "longrm_tasks.prompts.orders",
     "judge_messages": "longrm_tasks.prompts.judge_prompts",
     # requests (and the context rules they apply)
-    "Fitting": "longrm_tasks.requests.build",
+    "Fitting": "longrm_tasks.context.fitting",
     "build_presentations": "longrm_tasks.requests.build",
     "FitStats": "longrm_tasks.context.fitting",
     # verdicts
@@ -69,7 +69,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static tools see the real objects
-    from longrm_tasks.context.fitting import FitStats
+    from longrm_tasks.context.fitting import Fitting, FitStats
     from longrm_tasks.data.loading import Benchmark, load_benchmark
     from longrm_tasks.data.schema import CONFIGS, TASKTYPES, Item
     from longrm_tasks.errors import InputError
@@ -78,7 +78,7 @@ if TYPE_CHECKING:  # static tools see the real objects
     from longrm_tasks.prompts.orders import OrderScheme
     from longrm_tasks.report.runs import load_runs
     from longrm_tasks.report.table import markdown
-    from longrm_tasks.requests.build import Fitting, build_presentations
+    from longrm_tasks.requests.build import build_presentations
     from longrm_tasks.rm.prefix_scorer import RewardScorer
     from longrm_tasks.verdicts.parsing import parse_judgment
     from longrm_tasks.verdicts.predictions import read_predictions

@@ -56,7 +56,7 @@ def run(args) -> int:
     from longrm_tasks.atomic import check_writable, write_jsonl
     from longrm_tasks.data import load_benchmark, select
     from longrm_tasks.errors import InputError
-    from longrm_tasks.context.fitting import FitStats, Protocol
+    from longrm_tasks.context.fitting import FitStats
     from longrm_tasks.requests.build import build_presentations
     from longrm_tasks.requests.options import RunOptions
 
@@ -66,15 +66,13 @@ def run(args) -> int:
     run_options = RunOptions.parse(protocol=args.protocol, order=args.order, overlong=args.overlong,
                                    gen_tokens=args.max_gen_toks, name=lambda option: f"--{option.replace('_', '-')}")
     scheme = run_options.order
+    fitting = run_options.fitting("generative", args.max_length)
+    fitting.refuse_no_room("--max-length", "; lower --max-gen-toks or raise --max-length")  # before any loading
     bench = load_benchmark(args.data, revision=args.data_revision) if args.data_revision else load_benchmark(args.data)
     items = select(bench.items, configs=args.configs or None, tasktypes=args.tasktypes or None)
     if not items:
         raise InputError(f"no items selected in {bench.source}", field="--configs/--tasktypes")
     tokenizer = _tokenizer(args.tokenizer, args.trust_remote_code)
-    fitting = run_options.fitting("generative", args.max_length)
-    if run_options.protocol is Protocol.FIT and args.max_length is not None and args.max_length <= fitting.reserve:
-        raise InputError(f"--max-length {args.max_length} leaves no room next to {fitting.reserve} generated "
-                         "tokens", field="--max-length")
     stats = FitStats()
     presentations = build_presentations(items, scheme.orders_for, judge="generative", tokenizer=tokenizer,
                                         fitting=fitting, orders=str(scheme), stats=stats)

@@ -22,11 +22,12 @@ here, and reports what they did in one `FitStats`.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
-from typing import Sequence, TypeVar
+from typing import NamedTuple, Sequence, TypeVar
 
 from longrm_tasks.context.truncation import PAPER_HEAD, PAPER_LIMIT, PAPER_TAIL
+from longrm_tasks.errors import InputError
 
 T = TypeVar("T")
 
@@ -56,6 +57,8 @@ PROTOCOLS = tuple(p.value for p in Protocol)
 DEFAULT_PROTOCOL = Protocol.PAPER
 OVERLONG_POLICIES = tuple(o.value for o in Overlong)
 GENERATION_TOKENS = 2048  # the reference's max_tokens
+MARGIN = 8  # fit: tokens kept free for boundary merges and a BOS token the backend may add
+VERDICT_TOKENS = 16  # room for the scored verdict continuation of the log-likelihood judge
 
 # FastChat's "zero_shot" conversation template (lm-sys/FastChat, fastchat/conversation.py:
 # register_conv_template(Conversation(name="zero_shot", ..., roles=("Human", "Assistant"),
@@ -65,6 +68,49 @@ GENERATION_TOKENS = 2048  # the reference's max_tokens
 # system + sep + "Human: " + user + sep + "Assistant:". Copied rather than depending on fastchat.
 ZERO_SHOT_SEP = "\n### "
 ZERO_SHOT_ROLES = ("Human", "Assistant")
+
+
+# ------------------------------------------------------------------ the model's context and how prompts meet it
+
+class ModelContext(NamedTuple):
+    """The context length prompts are fitted or checked against (``None``: unknown) and where it came from
+    (a model argument, the server's report, the config), recorded with every result."""
+
+    tokens: int | None
+    source: str
+
+
+@dataclass(frozen=True)
+class Fitting:
+    """How prompts meet the model: the protocol and the model's context.
+
+    ``reserve``: tokens that must follow the prompt (``fit``: the generation
+    budget; log-likelihood: the verdict). ``strip_bos``: the backend adds its own
+    BOS to text prompts, so a rendered leading BOS is removed (never two).
+    """
+
+    protocol: Protocol = Protocol.PAPER
+    max_length: int | None = None
+    reserve: int = 0
+    overlong: Overlong = Overlong.TRUNCATE
+    strip_bos: bool = False
+
+    def __post_init__(self) -> None:
+        # A caller of the public API may spell them as names ("fit"); below, only the types are compared.
+        object.__setattr__(self, "protocol", Protocol(self.protocol))
+        object.__setattr__(self, "overlong", Overlong(self.overlong))
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        """``fit``: the most prompt tokens allowed."""
+        return None if self.max_length is None else self.max_length - self.reserve - MARGIN
+
+    def refuse_no_room(self, option: str, hint: str = "") -> None:
+        """``fit`` with a context that holds no prompt beside the reserved tokens: one error for the whole run
+        (``option``: the context option as the user spells it), not every item skipped one by one."""
+        if self.protocol is Protocol.FIT and self.prompt_tokens is not None and self.prompt_tokens <= 0:
+            raise InputError(f"{option} {self.max_length} leaves no room for the prompt next to {self.reserve} "
+                             f"reserved tokens (and {MARGIN} kept free){hint}", field=option)
 
 
 # ------------------------------------------------------------------ what fitting did
@@ -85,7 +131,7 @@ class FitStats:
     truncated: int = 0
     tokens_dropped: int = 0
     max_dropped: int = 0
-    skipped: int = 0  # removed from scoring by policy (fit + overlong=skip)
+    skipped: int = 0  # fit: removed from scoring (overlong=skip, or instructions + answers alone do not fit)
     overlong: int = 0  # beyond the model's context: scored wrong (paper)
     short_budget: int = 0  # fits, but leaves less than the generation budget: generates what is left
     key_passages_kept: int = 0
@@ -112,21 +158,13 @@ class FitStats:
         self.reasons.append(f"{key}: scored wrong, {reason}")
 
     def merge(self, other: "FitStats") -> "FitStats":
-        """Add ``other``'s counts to these (the largest of the maxima), field by field."""
-        self.examples += other.examples
-        self.inputs += other.inputs
-        self.measured += other.measured
-        self.truncated += other.truncated
-        self.tokens_dropped += other.tokens_dropped
-        self.max_dropped = max(self.max_dropped, other.max_dropped)
-        self.skipped += other.skipped
-        self.overlong += other.overlong
-        self.short_budget += other.short_budget
-        self.key_passages_kept += other.key_passages_kept
-        self.key_passages_cut += other.key_passages_cut
-        self.tails_cut += other.tails_cut
-        self.longest_input = max(self.longest_input, other.longest_input)
-        self.reasons.extend(other.reasons)
+        """Add ``other``'s counts to these, field by field (the largest of the maxima, the reasons appended)."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if f.name == "reasons":
+                mine.extend(theirs)
+            else:
+                setattr(self, f.name, max(mine, theirs) if f.name in _MAXIMA else mine + theirs)
         return self
 
     def as_dict(self) -> dict:
@@ -148,11 +186,14 @@ class FitStats:
         if self.short_budget:
             text += f"; {self.short_budget} generate less than the budget"
         if self.skipped:
-            text += f"; {self.skipped} skipped as over-long (overlong=skip)"
+            text += f"; {self.skipped} skipped as over-long (not fitting the prompt budget)"
         if self.key_passages_kept or self.key_passages_cut or self.tails_cut:
             text += (f"; key passages kept {self.key_passages_kept}, cut {self.key_passages_cut}; "
                      f"tails cut {self.tails_cut}")
         return text
+
+
+_MAXIMA = ("max_dropped", "longest_input")  # FitStats fields that merge as the larger value, not a sum
 
 
 # ------------------------------------------------------------------ the rules on token sequences

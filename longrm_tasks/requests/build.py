@@ -31,43 +31,14 @@ from typing import Iterable, Sequence
 
 from longrm_tasks.requests.reward import encode_rm_context
 from longrm_tasks.data.schema import Item
-from longrm_tasks.context.fitting import (DoesNotFit, FitStats, Overlong, PaperPrompt, Protocol, generation_room,
-                                         middle_span, paper_prompt, paper_prompts, strip_bos)
+from longrm_tasks.context.fitting import (VERDICT_TOKENS, DoesNotFit, Fitting, FitStats, Overlong, PaperPrompt,
+                                         Protocol, generation_room, middle_span, paper_prompt, paper_prompts, strip_bos)
 from longrm_tasks.requests.presentation import Presentation
 from longrm_tasks.prompts.judge_prompts import (judge_messages, judge_prompts, prompt_kind, render_chat, shown_answers,
                                   system_prompt, user_prompt)
 
-MARGIN = 8  # fit: tokens kept free for boundary merges and a BOS token the backend may add
-VERDICT_TOKENS = 16  # room for the scored verdict continuation of the log-likelihood judge
 BATCH = 16  # heads tokenized per Rust call (bounded memory: 16 x 128K tokens)
 _SENTINEL = "\u2063LONGRM-USER-CONTENT\u2063"
-
-
-@dataclass(frozen=True)
-class Fitting:
-    """How prompts meet the model: the protocol and the model's context.
-
-    ``reserve``: tokens that must follow the prompt (``fit``: the generation
-    budget; log-likelihood: the verdict). ``strip_bos``: the backend adds its own
-    BOS to text prompts, so a rendered leading BOS is removed (never two).
-    """
-
-    protocol: Protocol = Protocol.PAPER
-    max_length: int | None = None
-    reserve: int = 0
-    overlong: Overlong = Overlong.TRUNCATE
-    strip_bos: bool = False
-
-    def __post_init__(self) -> None:
-        # A caller of the public API may spell them as names ("fit"); below, only the types are compared.
-        object.__setattr__(self, "protocol", Protocol(self.protocol))
-        object.__setattr__(self, "overlong", Overlong(self.overlong))
-
-    @property
-    def prompt_tokens(self) -> int | None:
-        """``fit``: the most prompt tokens allowed."""
-        return None if self.max_length is None else self.max_length - self.reserve - MARGIN
-
 
 
 # ------------------------------------------------------------------ measuring

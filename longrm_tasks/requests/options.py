@@ -4,7 +4,7 @@ Each entry point (lm-eval's ``--metadata`` in `adapters.lm_eval.options`,
 ``longrm render``'s flags) hands its raw values to `RunOptions.parse`, naming
 them as its user spells them (``overlong`` or ``--overlong``), and gets back
 `Protocol` / `Overlong` members, an `OrderScheme` and checked numbers. Below
-that boundary nothing re-reads an option string: `Fitting` (``requests.build``)
+that boundary nothing re-reads an option string: `Fitting` (``context.fitting``)
 is made from the parsed object by `RunOptions.fitting`.
 """
 from __future__ import annotations
@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from longrm_tasks.context.fitting import GENERATION_TOKENS, OVERLONG_POLICIES, PROTOCOLS, Overlong, Protocol
+from longrm_tasks.context.fitting import (GENERATION_TOKENS, OVERLONG_POLICIES, PROTOCOLS, VERDICT_TOKENS, Fitting,
+                                         Overlong, Protocol)
 from longrm_tasks.errors import InputError
 from longrm_tasks.prompts.orders import OrderScheme
-from longrm_tasks.requests.build import VERDICT_TOKENS, Fitting
 from longrm_tasks.verdicts.parsing import PARSERS
 
 _EMPTY = (None, "", "none", "None")

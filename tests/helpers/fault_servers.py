@@ -21,7 +21,8 @@ import json
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import local_servers
 
 SCORES = {"Orange.": 8, "Blue.": 3, "Green.": 6, "Red.": 5, "Grey.": 7, "Black.": 2}
 FAULTS = ("e500", "garbage", "nochoices", "stall", "drop")
@@ -39,7 +40,7 @@ def judge_record(i: int, response: str) -> dict:
                                         {"role": "user", "content": user}]}
 
 
-class FaultyJudge(BaseHTTPRequestHandler):
+class FaultyJudge(local_servers.QuietHandler):
     requests: Counter = Counter()  # (model, response) -> requests seen
     fail_times: dict = {}  # model -> how many requests of each prompt fail (default 1)
     stall_seconds = 1.0
@@ -77,9 +78,6 @@ class FaultyJudge(BaseHTTPRequestHandler):
                                 "message": {"role": "assistant", "content": text}}]}
         return self._send(200, json.dumps(payload).encode())
 
-    def log_message(self, *args):
-        pass
-
     @classmethod
     def reset(cls, fail_times: dict | None = None) -> None:
         with cls.lock:
@@ -94,22 +92,7 @@ class FaultyJudge(BaseHTTPRequestHandler):
             cls.healed = True
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # the connections this server drops on purpose are not errors worth printing
-
-
 def start_server():
     """(base_url, stop): the server runs until ``stop()``."""
-    httpd = _QuietServer(("127.0.0.1", 0), FaultyJudge)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-
-    def stop():
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
-
-    return f"http://127.0.0.1:{httpd.server_address[1]}/v1", stop
+    url, stop = local_servers.start(FaultyJudge)
+    return url + "/v1", stop

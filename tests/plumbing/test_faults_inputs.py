@@ -231,6 +231,11 @@ LONGRM_ROWS = [
           rf"^longrm validate: error: d/LongQA\.jsonl:3: field 'length': non-finite number {re.escape(shown)}: "
           r"expected a finite number") for literal, shown in (("NaN", "NaN"), ("Infinity", "Infinity"),
                                                              ("-Infinity", "-Infinity"), ("1e999", "Infinity"))],
+    # a fit context with no room for one prompt token: refused before the data or the tokenizer is loaded
+    Row("render-fit-no-room", lambda tmp: None, ["render", "--data", "sample", "--tokenizer", "no-such-tokenizer",
+                                                 "--protocol", "fit", "--max-length", "2056", "--out", "p.jsonl"],
+        r"^longrm render: error: field '--max-length': --max-length 2056 leaves no room for the prompt next to 2048 "
+        r"reserved tokens \(and 8 kept free\); lower --max-gen-toks or raise --max-length$"),
     Row("validate-score-nan", data_folder(config="Cite", edit=(r'"candidates_score": \[[^,\]]+',
                                                                '"candidates_score": [NaN'), line=4),
         ["validate", "--data", "d"],

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from fault_servers import FAULTS, FaultyJudge, judge_record, start_server
+from synth_files import write_corpus, write_jsonl
 
 from project import ROOT  # noqa: E402
 TASK_DIR = ROOT / "task_yamls"
@@ -72,9 +73,6 @@ def temporaries(folder: Path) -> list[Path]:
 
 PRED_ROWS = [dict(output="[[A]]" if i % 3 else "[[B]]", shuffled_order=[i % 2, 1 - i % 2], subset="LongQA",
                   tasktype="PairWise", subtype="same", ctx_length="4k", id=str(i)) for i in range(6)]
-WORDS = "alpha beta gamma delta river stone city market winter engine harbor violet copper".split()
-
-
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """Inputs every writer reads: predictions, a score JSON, a tokenizer, synthesis records."""
@@ -88,12 +86,9 @@ def inputs(tmp_path_factory):
     (root / "rb_scores.jsonl").write_text("".join(  # per-candidate scores, as `rewardbench score` reads them
         json.dumps({"id": i, "subset": "LongQA", "scores_chosen": [c], "scores_rejected": [0.5]}) + "\n"
         for i, c in (("a", 1.0), ("b", 0.1))))
-    (root / "corpus.jsonl").write_text("".join(
-        json.dumps({"text": " ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(25)) + "."}) + "\n"
-        for i in range(200)))
-    (root / "short.jsonl").write_text("".join(
-        json.dumps({"id": f"s{i}", "question": f"Question {i}?", "key_passage": f"Fact number {i}."}) + "\n"
-        for i in range(6)))
+    write_corpus(root / "corpus.jsonl", 200)
+    write_jsonl(root / "short.jsonl", ({"id": f"s{i}", "question": f"Question {i}?",
+                                        "key_passage": f"Fact number {i}."} for i in range(6)))
     responses = ["Orange.", "Blue.", "Green.", "Red.", "Grey.", "Black."]
     (root / "judge_in.jsonl").write_text("".join(json.dumps(judge_record(i, r)) + "\n"
                                                  for i, r in enumerate(responses)))

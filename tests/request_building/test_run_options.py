@@ -3,10 +3,9 @@ import json
 
 import pytest
 
-from longrm_tasks.context.fitting import GENERATION_TOKENS, Overlong, Protocol
+from longrm_tasks.context.fitting import GENERATION_TOKENS, MARGIN, VERDICT_TOKENS, Fitting, Overlong, Protocol
 from longrm_tasks.errors import InputError
 from longrm_tasks.prompts.orders import OrderScheme
-from longrm_tasks.requests.build import MARGIN, VERDICT_TOKENS, Fitting
 from longrm_tasks.requests.options import RunOptions, positive_int
 
 
@@ -53,6 +52,20 @@ def test_fitting_reserves_what_each_judge_needs():
     assert fit.fitting("generative", 4096).prompt_tokens == 4096 - 300 - MARGIN
     assert paper.fitting("loglikelihood", 4096).reserve == fit.fitting("loglikelihood", None).reserve == VERDICT_TOKENS
     assert fit.fitting("reward", 4096).reserve == 0
+
+
+def test_no_room_is_refused_once_where_not_one_prompt_token_fits():
+    """One rule for lm-eval's loader and ``longrm render``: a ``fit`` context that holds no prompt token beside
+    the reserved ones (generation budget + MARGIN) is one error naming the option, not every item skipped."""
+    fit = RunOptions.parse(protocol="fit", gen_tokens=100)
+    edge = 100 + MARGIN
+    with pytest.raises(InputError, match=rf"--max-length {edge} leaves no room .* 100 reserved") as err:
+        fit.fitting("generative", edge).refuse_no_room("--max-length")
+    assert err.value.field == "--max-length"
+    assert fit.fitting("generative", edge + 1).prompt_tokens == 1
+    fit.fitting("generative", edge + 1).refuse_no_room("--max-length")  # one token of room: items decide
+    fit.fitting("generative", None).refuse_no_room("--max-length")  # unknown context: nothing to check
+    RunOptions().fitting("generative", 1).refuse_no_room("max_length")  # paper: over-long is scored, not refused
 
 
 def test_positive_int_takes_digits_and_integers_only():

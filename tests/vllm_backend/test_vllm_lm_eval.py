@@ -24,16 +24,6 @@ RM_CONTEXT = 1536
 GEN_TOKENS = "8"
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    from longrm_tasks.testing import save_tiny_model
-
-    root = tmp_path_factory.mktemp("vllm-models")
-    shape = dict(arch="llama", hidden=64, heads=2, kv_heads=1, layers=1, max_positions=4096)
-    return {"causal": save_tiny_model(root / "causal", "causal", **shape),
-            "rm": save_tiny_model(root / "rm", "seq-cls", **shape)}
-
-
 def _vllm_args(path, context: int = CONTEXT) -> str:
     return f"pretrained={path},dtype=float32,max_model_len={context},enforce_eager=True,seed=0"
 

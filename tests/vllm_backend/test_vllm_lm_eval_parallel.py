@@ -12,16 +12,6 @@ import pytest
 pytestmark = pytest.mark.vllm
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    from longrm_tasks.testing import save_tiny_model
-
-    root = tmp_path_factory.mktemp("vllm-parallel")
-    shape = dict(arch="llama", hidden=64, heads=2, kv_heads=1, layers=1, max_positions=4096)
-    return {"causal": save_tiny_model(root / "causal", "causal", **shape),
-            "rm": save_tiny_model(root / "rm", "seq-cls", **shape)}
-
-
 def _engine_config(kwargs: dict):
     import vllm
 

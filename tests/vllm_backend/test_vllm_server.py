@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from synth_files import kill_after_records, write_corpus, write_jsonl
 from vllm_runs import SAMPLE, group_metrics, lm_eval, max_diff, numbers, prompts
 
 pytestmark = pytest.mark.vllm
@@ -309,16 +310,11 @@ def _save_scripted_judge(path: Path) -> Path:
 
 
 def test_synth_generates_and_votes_against_the_server_and_resumes_to_the_same_bytes(tmp_path):
-    from longrm_tasks.train.synth.progress import progress_path
-
     model = _save_scripted_judge(tmp_path / "scripted")
-    words = "alpha beta gamma delta river stone city market winter engine harbor violet copper".split()
-    (tmp_path / "corpus.jsonl").write_text("".join(
-        json.dumps({"text": " ".join(words[(i * 7 + j) % len(words)] for j in range(25)) + "."}) + "\n"
-        for i in range(300)))
-    (tmp_path / "short.jsonl").write_text("".join(json.dumps(
+    write_corpus(tmp_path / "corpus.jsonl", 300)
+    write_jsonl(tmp_path / "short.jsonl", (
         {"id": f"s{i}", "question": f"Which fact has number {i}?", "key_passages": [f"Fact {i}: the harbor is blue."],
-         "responses": [f"Fact {i} says blue.", f"Fact {i} says red."]}) + "\n" for i in range(4)))
+         "responses": [f"Fact {i} says blue.", f"Fact {i} says red."]} for i in range(4)))
     cli = [sys.executable, "-m", "longrm_tasks.cli", "synth"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # generate: long records around each key passage, some beyond the server's context
@@ -341,18 +337,7 @@ def test_synth_generates_and_votes_against_the_server_and_resumes_to_the_same_by
         assert summary["parse_failures"] == 0 and summary["cut_at_length"] == 0, summary
         assert all(json.loads(line)["judge_scores"] == {"a": 7, "b": 7} for line in clean.read_text().splitlines())
         # interrupted (SIGKILL after a few records), then resumed: the same bytes as the uninterrupted run
-        child = subprocess.Popen(vote + ["-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 env=env)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and child.poll() is None:
-            try:
-                if json.loads(progress_path(out).read_text())["done"] >= 3:
-                    break
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.01)
-        child.send_signal(signal.SIGKILL)
-        assert child.wait(timeout=60) == -signal.SIGKILL, "finished before it could be killed"
+        kill_after_records(vote + ["-o", str(out)], out, records=3, timeout=300, poll=0.01, env=env)
         resumed = subprocess.run(vote + ["-o", str(out), "--resume"], capture_output=True, text=True, env=env)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert json.loads(resumed.stdout.strip().splitlines()[-1])["resumed_from"] >= 3

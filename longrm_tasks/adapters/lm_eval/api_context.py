@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
+from longrm_tasks.context.fitting import ModelContext
 from longrm_tasks.errors import InputError
 
 TIMEOUT_S = 5.0
@@ -41,8 +42,8 @@ def _get_json(url: str, headers: dict[str, str]):
         return None
 
 
-def server_context(base_url: str, model: str | None = None, api_key: str | None = None) -> tuple[int | None, str]:
-    """(context tokens, where it came from) as the server at ``base_url`` reports it; (None, reason) if it does not."""
+def server_context(base_url: str, model: str | None = None, api_key: str | None = None) -> ModelContext:
+    """The context as the server at ``base_url`` reports it (tokens ``None`` and the reason if it does not)."""
     root = _root(base_url)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     models = _get_json(root + "/v1/models", headers)
@@ -51,15 +52,16 @@ def server_context(base_url: str, model: str | None = None, api_key: str | None 
         chosen = [m for m in entries if model is None or m.get("id") == model] or entries
         for entry in chosen:
             if isinstance(entry.get("max_model_len"), int) and entry["max_model_len"] > 0:
-                return entry["max_model_len"], f"server {root}/v1/models max_model_len"
+                return ModelContext(entry["max_model_len"], f"server {root}/v1/models max_model_len")
     props = _get_json(root + "/props", headers)
     if isinstance(props, dict):
         settings = props.get("default_generation_settings")
         n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
         n_ctx = n_ctx if isinstance(n_ctx, int) else props.get("n_ctx")
         if isinstance(n_ctx, int) and n_ctx > 0:
-            return n_ctx, f"server {root}/props n_ctx"
-    return None, f"the server at {root} reports no context length (/v1/models max_model_len, /props n_ctx)"
+            return ModelContext(n_ctx, f"server {root}/props n_ctx")
+    return ModelContext(None, f"the server at {root} reports no context length "
+                              "(/v1/models max_model_len, /props n_ctx)")
 
 
 def is_chat_endpoint(base_url: str) -> bool:
@@ -68,23 +70,23 @@ def is_chat_endpoint(base_url: str) -> bool:
 
 
 def api_model_context(base_url: str, model: str | None, *, max_length: int | None,
-                      tokenized_requests: bool | None) -> tuple[int, str]:
-    """(context tokens, where it came from) for an lm-eval API model, as lm-eval and the server apply it."""
+                      tokenized_requests: bool | None) -> ModelContext:
+    """The context of an lm-eval API model, as lm-eval and the server apply it."""
     lm_eval_cuts = tokenized_requests is not False and not is_chat_endpoint(base_url)
     held_back = "minus the 1 token lm-eval's API models hold back for generation"
     if max_length:
-        return (max_length - 1, f"max_length argument {held_back}") if lm_eval_cuts else (max_length,
-                                                                                         "max_length argument")
+        return (ModelContext(max_length - 1, f"max_length argument {held_back}") if lm_eval_cuts
+                else ModelContext(max_length, "max_length argument"))
     served, where = server_context(base_url, model)
     if served is None:
         raise InputError(f"{where}: pass max_length=<the server's context> in --model_args", field="max_length")
     if not lm_eval_cuts:
-        return served, where
+        return ModelContext(served, where)
     if served > LM_EVAL_API_MAX_LENGTH:
         # lm-eval would keep only the last 2,047 tokens of every request, whatever the server takes.
         raise InputError(f"{where} is {served:,} tokens, but lm-eval's text-completion models tokenize every request "
                          f"and cut it to their own max_length (default {LM_EVAL_API_MAX_LENGTH:,}): pass "
                          f"max_length={served} in --model_args", field="max_length")
     if served < LM_EVAL_API_MAX_LENGTH:
-        return served, where
-    return served - 1, f"{where} {held_back}"
+        return ModelContext(served, where)
+    return ModelContext(served - 1, f"{where} {held_back}")

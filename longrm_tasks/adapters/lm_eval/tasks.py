@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -37,9 +38,10 @@ from longrm_tasks.adapters.lm_eval.options import TaskOptions, parse_options
 from longrm_tasks.adapters.lm_eval.plugin import TASK_DIR as task_dir  # noqa: F401  (entry point target)
 from longrm_tasks.requests.reward import OVERLONG_SCORE, encode_rm_context
 from longrm_tasks.errors import InputError
-from longrm_tasks.context.fitting import FitStats, Protocol, generation_room
+from longrm_tasks.context.fitting import FitStats, ModelContext, Protocol, generation_room
 from longrm_tasks.requests.loglikelihood import opening_for
-from longrm_tasks.requests.build import MARGIN, build_judge_docs, build_rm_docs
+from longrm_tasks.requests.options import RunOptions
+from longrm_tasks.requests.build import build_judge_docs, build_rm_docs
 from longrm_tasks.requests.presentation import record
 from longrm_tasks.verdicts.parsing import parse_judgment, scores_to_ranks
 
@@ -48,10 +50,20 @@ log = logging.getLogger(__name__)
 SKIPPED_PROMPT = "(skipped: over max_length)"  # what the model sees for a skipped document; never scored
 THINKING_MARKERS = ("<think>", "</think>")  # Qwen3 / DeepSeek-R1 style thinking blocks
 NO_THINKING = {"enable_thinking": False}  # chat-template argument that switches thinking off
-# What load_dataset decided for the task being built (read by LongRewardBenchTask.__init__, which
-# runs the loader synchronously): the `longrm` entry of the task's metadata in the results.
-_last_run: dict = {}
-_last_tokenizer: list = []
+
+
+@dataclass(frozen=True)
+class _Built:
+    """What `load_dataset` decided for the task being built, read by `LongRewardBenchTask.__init__` (which
+    runs the loader synchronously): the typed options, the tokenizer, and the `longrm` entry of the task's
+    metadata in the results (plain names: lm-eval stores and prints it)."""
+
+    run: RunOptions | None = None
+    tokenizer: object = None
+    metadata: dict = field(default_factory=dict)
+
+
+_last_built = _Built()
 
 
 @lru_cache(maxsize=4)
@@ -81,7 +93,7 @@ def load_tokenizer(name: str, kwargs: tuple = ()):
                          "'{\"tokenizer\": NAME_OR_PATH}'", path=name, field="tokenizer") from None
 
 
-def model_context(options: TaskOptions, tokenizer) -> tuple[int | None, str]:
+def model_context(options: TaskOptions, tokenizer) -> ModelContext:
     """The model's real context length and where it came from, per backend.
 
     API models (``base_url``): ``max_length`` or the server's own report, as lm-eval and the server
@@ -90,17 +102,17 @@ def model_context(options: TaskOptions, tokenizer) -> tuple[int | None, str]:
     """
     if options.base_url and tokenizer is None:  # nothing is measured: chat messages go out as they are
         if options.max_length:
-            return options.max_length, "max_length argument"
-        return None, "unknown (no tokenizer to measure prompts with)"
+            return ModelContext(options.max_length, "max_length argument")
+        return ModelContext(None, "unknown (no tokenizer to measure prompts with)")
     if options.base_url:
         from longrm_tasks.adapters.lm_eval.api_context import api_model_context
 
         return api_model_context(options.base_url, options.model, max_length=options.max_length,
                                  tokenized_requests=options.tokenized_requests)
     if options.max_length:
-        return options.max_length, "max_length argument"
+        return ModelContext(options.max_length, "max_length argument")
     if options.max_model_len:
-        return options.max_model_len, "vLLM max_model_len argument"
+        return ModelContext(options.max_model_len, "vLLM max_model_len argument")
     if options.model:
         from longrm_tasks import compat
 
@@ -112,16 +124,11 @@ def model_context(options: TaskOptions, tokenizer) -> tuple[int | None, str]:
         except Exception:  # not a transformers checkpoint (e.g. a GGUF or an API name): ask the tokenizer
             config = None
         value = resolve_max_length(config, tokenizer) if tokenizer is not None or config is not None else None
-        return value, f"{options.model} config (as lm-eval's hf backend resolves it)"
+        return ModelContext(value, f"{options.model} config (as lm-eval's hf backend resolves it)")
     limit = getattr(tokenizer, "model_max_length", None)
     if limit and limit < 10**12:
-        return int(limit), "tokenizer model_max_length"
-    return None, "unknown"
-
-
-def model_max_length(options: TaskOptions, tokenizer) -> int | None:
-    """The context length the model will use (see `model_context`)."""
-    return model_context(options, tokenizer)[0]
+        return ModelContext(int(limit), "tokenizer model_max_length")
+    return ModelContext(None, "unknown")
 
 
 def _slice_name(options: TaskOptions) -> str:
@@ -192,17 +199,14 @@ def _load_dataset(kwargs: dict):
         log.warning("Long-RewardBench: no tokenizer known (no `pretrained`/`tokenizer` model argument, no "
                     "--metadata tokenizer): prompts are not measured or fitted; the model receives chat "
                     "messages, so run with --apply_chat_template")
-    max_length, source = model_context(options, tokenizer)
+    context = model_context(options, tokenizer)
     run = options.run
-    reserve = run.reserve(options.judge)
-    if (run.protocol is Protocol.FIT and max_length is not None and options.judge == "generative"
-            and max_length <= reserve + MARGIN):
-        raise InputError(f"max_length {max_length} leaves no room for the prompt next to {reserve} generated "
-                         "tokens; pass the budget you generate with as --metadata max_gen_toks=N (and "
-                         "--gen_kwargs max_gen_toks=N)", field="max_length")
     # A backend that adds its own BOS to a text prompt must not get ours too.
     strip = bool(options.base_url) and (options.tokenized_requests is False or bool(options.add_bos_token))
-    fitting = run.fitting(options.judge, max_length, strip_bos=strip)
+    fitting = run.fitting(options.judge, context.tokens, strip_bos=strip)
+    if options.judge == "generative":
+        fitting.refuse_no_room("max_length", "; pass the budget you generate with as --metadata max_gen_toks=N "
+                                             "(and --gen_kwargs max_gen_toks=N)")
     stats = FitStats()
     if options.judge == "reward":
         docs = build_rm_docs(items, run.order.orders_for, tokenizer=tokenizer, fitting=fitting,
@@ -212,17 +216,16 @@ def _load_dataset(kwargs: dict):
                                 fitting=fitting, parser=run.parser, orders=str(run.order), stats=stats)
     log.warning("Long-RewardBench %s (%s, protocol %s, order %s): max_length %s from %s; %s", options.judge,
                 _slice_name(options), run.protocol, run.order,
-                f"{max_length:,}" if max_length else "unknown", source, stats.summary())
+                f"{context.tokens:,}" if context.tokens else "unknown", context.source, stats.summary())
     for reason in stats.reasons[:5]:
         log.warning("  %s", reason)
-    _last_run.clear()
-    _last_run.update({
+    global _last_built
+    _last_built = _Built(run, tokenizer, {
         "protocol": run.protocol.value, "overlong": "wrong" if run.protocol is Protocol.PAPER else run.overlong.value,
-        "order": str(run.order), "parser": run.parser, "max_length": max_length,
-        "max_length_source": source, "gen_tokens": run.gen_tokens if options.judge == "generative" else None,
+        "order": str(run.order), "parser": run.parser, "max_length": context.tokens,
+        "max_length_source": context.source, "gen_tokens": run.gen_tokens if options.judge == "generative" else None,
         "data": _data_provenance(bench), "fit": stats.as_dict(),
     })
-    _last_tokenizer[:] = [tokenizer]
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
 
 
@@ -326,11 +329,12 @@ class LongRewardBenchTask(ConfigurableTask):
         self._warned_system = False
         self._thinking_checked = False
         self._ctx_tokens: dict[tuple, int] = {}  # (key, presentation) -> tokens of a chat-rendered context
-        _last_run.clear()
-        _last_tokenizer.clear()
-        super().__init__(config=config, **kwargs)  # runs load_dataset, which fills _last_run
-        self._longrm = dict(_last_run)
-        self._tokenizer = _last_tokenizer[0] if _last_tokenizer else None
+        global _last_built
+        _last_built = _Built()
+        super().__init__(config=config, **kwargs)  # runs load_dataset, which sets _last_built
+        built = _last_built
+        self._longrm, self._tokenizer = dict(built.metadata), built.tokenizer
+        self._fit = built.run is not None and built.run.protocol is Protocol.FIT
         self._fitted_for = self._longrm.pop("gen_tokens", None)  # fit: the budget the prompts were cut for
         if self._longrm:
             if self.OUTPUT_TYPE == "generate_until":
@@ -338,7 +342,7 @@ class LongRewardBenchTask(ConfigurableTask):
             metadata = self.config.metadata if isinstance(self.config.metadata, dict) else {}
             metadata["longrm"] = self._longrm
             self.config.metadata = metadata
-            if self._longrm["protocol"] != "paper":  # the tables say it too, not only the JSON
+            if self._fit:  # the tables say it too, not only the JSON
                 alias = self.config.task_alias or self.config.task
                 self.config.task_alias = f"{alias} [protocol {self._longrm['protocol']}]"
 
@@ -355,13 +359,13 @@ class LongRewardBenchTask(ConfigurableTask):
         """``--gen_kwargs max_gen_toks`` reaches the task after its documents were built: say what it means."""
         gen = self._gen_tokens()
         before, self._longrm["gen_tokens"] = self._longrm.get("gen_tokens"), gen
-        if self._longrm["protocol"] == "fit":
+        if self._fit:
             before = self._fitted_for
         if gen is None or gen == before:
             return
         docs = self.test_docs() or []
         short = sum(_room(d, gen).status == "short_budget" for d in docs if not (d["skipped"] or d.get("overlong")))
-        if self._longrm["protocol"] == "fit":
+        if self._fit:
             log.warning("%s: --gen_kwargs max_gen_toks=%d differs from the %s tokens the prompts were fitted for "
                         "(--metadata max_gen_toks): %d prompts will generate fewer tokens than asked, none is cut",
                         self.config.task, gen, before, short)

@@ -19,7 +19,7 @@ from longrm_tasks.data import load_benchmark, select  # noqa: E402
 from longrm_tasks.errors import InputError  # noqa: E402
 from longrm_tasks.metrics.benchmark import compute_metrics  # noqa: E402
 from longrm_tasks.prompts.orders import OrderScheme  # noqa: E402
-from longrm_tasks.requests.build import MARGIN  # noqa: E402
+from longrm_tasks.context.fitting import MARGIN  # noqa: E402
 from longrm_tasks.requests.presentation import judged  # noqa: E402
 from longrm_tasks.prompts.judge_prompts import judge_messages, render_chat  # noqa: E402
 from longrm_tasks.testing import build_tokenizer, save_tiny_model  # noqa: E402
@@ -309,3 +309,15 @@ def test_a_larger_gen_kwargs_budget_never_cuts_a_fitted_prompt(tiny_model, caplo
     assert f"max_gen_toks={gen} differs from the {fitted_for} tokens" in line and f": {len(short)} prompts" in line
     assert res["results"]["long_rewardbench_pairwise_math"]["extra/short_budget,none"] == len(short)
     assert res["configs"]["long_rewardbench_pairwise_math"]["metadata"]["longrm"]["gen_tokens"] == gen
+
+
+def test_a_fit_context_with_no_room_for_a_prompt_is_one_error(tiny_model, caplog):
+    """``max_length`` at the generation budget + MARGIN holds no prompt token: refused naming ``max_length``
+    (with the budget to pass); one token more loads, and the items that do not fit are counted as skipped."""
+    common = dict(data_dir="sample", longrm_judge="generative", longrm_configs="Math", pretrained=str(tiny_model),
+                  protocol="fit", max_gen_toks=100)
+    with pytest.raises(InputError, match="leaves no room for the prompt.*max_gen_toks=N") as err:
+        load_dataset(max_length=100 + MARGIN, **common)
+    assert err.value.field == "max_length"
+    docs = load_dataset(max_length=100 + MARGIN + 1, **common)["test"]
+    assert all(docs["skipped"]) and len(docs) == len(select(load_benchmark("sample").items, configs=["Math"]))

@@ -21,11 +21,24 @@ PAPER_KEYS = ["AVG", "PairWise Avg", "Rank Avg", "Same", "Diff", "Rank2", "Rank3
               "LongQA", "Summ", "Safety", "ICL", "Cite", "Code", "Math", "4k", "8k", "16k", "32k", "64k", "128k"]
 
 
+def _save_like_output_path(out, results: dict, model_name: str) -> dict:
+    """Write a `simple_evaluate` result the way `lm_eval --output_path OUT --log_samples` does; its samples."""
+    from lm_eval.loggers import EvaluationTracker
+
+    samples = results.pop("samples")
+    tracker = EvaluationTracker(output_path=str(out))
+    tracker.general_config_tracker.model_name = model_name
+    tracker.general_config_tracker.model_name_sanitized = model_name
+    tracker.save_results_aggregated(results=results, samples=samples)
+    for task, task_samples in samples.items():
+        tracker.save_results_samples(task_name=task, samples=task_samples)
+    return samples
+
+
 @pytest.fixture(scope="module")
 def ll_run(tmp_path_factory):
     """The whole `long_rewardbench_ll` group on the bundled sample, both orders, prompts cut to 1,024 tokens (fit)."""
     import lm_eval
-    from lm_eval.loggers import EvaluationTracker
     from lm_eval.tasks import TaskManager
 
     root = tmp_path_factory.mktemp("lm_eval_ll")
@@ -35,13 +48,7 @@ def ll_run(tmp_path_factory):
         model="hf", model_args={"pretrained": str(model), "max_length": 1024}, tasks=["long_rewardbench_ll"],
         task_manager=TaskManager(include_path=str(TASK_DIR), include_defaults=False, metadata=meta),
         device="cpu", log_samples=True)
-    samples = results.pop("samples")
-    tracker = EvaluationTracker(output_path=str(root / "out"))  # what `lm_eval --output_path` does
-    tracker.general_config_tracker.model_name = "tiny"
-    tracker.general_config_tracker.model_name_sanitized = "tiny"
-    tracker.save_results_aggregated(results=results, samples=samples)
-    for task, task_samples in samples.items():
-        tracker.save_results_samples(task_name=task, samples=task_samples)
+    samples = _save_like_output_path(root / "out", results, "tiny")
     return root / "out", results, samples["long_rewardbench_ll_all"]
 
 
@@ -208,7 +215,6 @@ def rm_run(tmp_path_factory):
     the reward model finds the over-long items itself (they are only in the logged records, not the docs)."""
     import lm_eval
     import lm_eval.api.registry
-    from lm_eval.loggers import EvaluationTracker
     from lm_eval.tasks import TaskManager
 
     from longrm_tasks.adapters.lm_eval.plugin import register_models
@@ -221,13 +227,7 @@ def rm_run(tmp_path_factory):
         model="hf-rm", model_args={"pretrained": str(model), "max_length": 1000, "progress": False},
         tasks=["long_rewardbench_rm_code"], device="cpu", log_samples=True,
         task_manager=TaskManager(include_path=str(TASK_DIR), include_defaults=False, metadata=meta))
-    samples = results.pop("samples")
-    tracker = EvaluationTracker(output_path=str(root / "out"))
-    tracker.general_config_tracker.model_name = "tiny-rm"
-    tracker.general_config_tracker.model_name_sanitized = "tiny-rm"
-    tracker.save_results_aggregated(results=results, samples=samples)
-    for task, task_samples in samples.items():
-        tracker.save_results_samples(task_name=task, samples=task_samples)
+    samples = _save_like_output_path(root / "out", results, "tiny-rm")
     return root / "out", results, samples["long_rewardbench_rm_code"]
 
 

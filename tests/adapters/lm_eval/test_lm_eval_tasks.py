@@ -11,7 +11,8 @@ pytest.importorskip("lm_eval")
 
 from longrm_tasks.adapters.lm_eval.options import parse_options  # noqa: E402
 from longrm_tasks.context.fitting import FitStats, Overlong, Protocol  # noqa: E402
-from longrm_tasks.requests.build import MARGIN, Fitting, build_judge_docs, build_rm_docs  # noqa: E402
+from longrm_tasks.context.fitting import MARGIN, Fitting  # noqa: E402
+from longrm_tasks.requests.build import build_judge_docs, build_rm_docs  # noqa: E402
 from longrm_tasks.adapters.lm_eval.tasks import load_dataset  # noqa: E402
 from longrm_tasks.requests.reward import decode_rm_context, encode_rm_context  # noqa: E402
 from longrm_tasks.data import load_benchmark, select  # noqa: E402

@@ -7,11 +7,12 @@ import struct
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+import local_servers  # tests/helpers/: a scripted server in a thread
 import project  # tests/helpers/project.py: the repository's files
+from synth_files import kill_after_records, write_corpus, write_jsonl
 
 from longrm_tasks.cli import main
 from longrm_tasks.errors import InputError
@@ -29,7 +30,7 @@ def _response(body):
     return text.split("<response>\n", 1)[1].split("\n</response>", 1)[0]
 
 
-class _Server(BaseHTTPRequestHandler):
+class _Server(local_servers.QuietHandler):
     """Judges by model name: ``ok``; ``flaky`` drops the connection on each prompt's first request;
     ``reset`` resets it (RST); ``busy`` answers 429 + Retry-After first; ``slow`` answers each prompt's
     first request after the client's timeout;
@@ -82,25 +83,12 @@ class _Server(BaseHTTPRequestHandler):
         self._reply(200, {"choices": [{"index": 0, "finish_reason": finish,
                                        "message": {"role": "assistant", "content": text}}]})
 
-    def log_message(self, *args):
-        pass
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # connections this server drops or resets on purpose are not errors worth printing
-
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = _QuietServer(("127.0.0.1", 0), _Server)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
-    thread.join()
+    url, stop = local_servers.start(_Server)
+    yield url + "/v1"
+    stop()
 
 
 @pytest.fixture(autouse=True)
@@ -266,13 +254,10 @@ def test_short_to_long_resumes_to_the_same_bytes(tmp_path, capsys, monkeypatch):
     from longrm_tasks.train.synth import short_to_long
 
     build_tokenizer().save_pretrained(tmp_path / "tok")
-    words = "alpha beta gamma delta river stone city market winter engine harbor violet copper".split()
-    (tmp_path / "corpus.jsonl").write_text("".join(
-        json.dumps({"text": " ".join(words[(i + j) % len(words)] for j in range(20)) + "."}) + "\n"
-        for i in range(200)))
-    (tmp_path / "short.jsonl").write_text("".join(
-        json.dumps({"id": f"s{i}", "question": f"Question {i}?", "key_passage": f"Fact number {i}.",
-                    "responses": ["Yes.", "No."]}) + "\n" for i in range(4)))
+    write_corpus(tmp_path / "corpus.jsonl", 200, words=20, stride=1)
+    write_jsonl(tmp_path / "short.jsonl", ({"id": f"s{i}", "question": f"Question {i}?",
+                                            "key_passage": f"Fact number {i}.", "responses": ["Yes.", "No."]}
+                                           for i in range(4)))
     argv = ["synth", "short-to-long", "--records", str(tmp_path / "short.jsonl"), "--corpus",
             str(tmp_path / "corpus.jsonl"), "--tokenizer", str(tmp_path / "tok"), "--lengths", "900,1200"]
     clean = tmp_path / "clean.jsonl"
@@ -356,20 +341,15 @@ def test_records_without_id_are_named_by_position(server, tmp_path, capsys):
 
 def test_short_to_long_sigkilled_mid_run_resumes_to_the_same_bytes(tmp_path):
     import os
-    import signal
     import subprocess
     import sys
 
     from longrm_tasks.testing import build_tokenizer
 
     build_tokenizer().save_pretrained(tmp_path / "tok")
-    words = "alpha beta gamma delta river stone city market winter engine harbor violet copper".split()
-    (tmp_path / "corpus.jsonl").write_text("".join(
-        json.dumps({"text": " ".join(words[(i * 7 + j) % len(words)] for j in range(25)) + "."}) + "\n"
-        for i in range(300)))
-    (tmp_path / "short.jsonl").write_text("".join(
-        json.dumps({"id": f"s{i}", "question": f"Question {i}?", "key_passage": f"Fact number {i}."}) + "\n"
-        for i in range(20)))
+    write_corpus(tmp_path / "corpus.jsonl", 300)
+    write_jsonl(tmp_path / "short.jsonl", ({"id": f"s{i}", "question": f"Question {i}?",
+                                            "key_passage": f"Fact number {i}."} for i in range(20)))
     argv = [sys.executable, "-m", "longrm_tasks.cli", "synth", "short-to-long", "--records",
             str(tmp_path / "short.jsonl"), "--corpus", str(tmp_path / "corpus.jsonl"), "--tokenizer",
             str(tmp_path / "tok"), "--lengths", "1000", "--depths", "0.25,0.75"]
@@ -377,18 +357,7 @@ def test_short_to_long_sigkilled_mid_run_resumes_to_the_same_bytes(tmp_path):
     clean, out = tmp_path / "clean.jsonl", tmp_path / "out.jsonl"
     subprocess.run(argv + ["-o", str(clean)], env=env, check=True, capture_output=True)
 
-    child = subprocess.Popen(argv + ["-o", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and child.poll() is None:
-        try:
-            if json.loads(progress_path(out).read_text())["done"] >= 3:
-                break
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.005)
-    child.send_signal(signal.SIGKILL)
-    assert child.wait(timeout=30) == -signal.SIGKILL, "finished before it could be killed"
-    done = json.loads(progress_path(out).read_text())["done"]
+    done = kill_after_records(argv + ["-o", str(out)], out, records=3, timeout=120, env=env)
     assert 3 <= done < 20
     proc = subprocess.run(argv + ["-o", str(out), "--resume"], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

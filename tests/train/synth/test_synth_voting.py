@@ -1,12 +1,11 @@
 """`longrm synth vote`: the authors' score parsing and voting, real judge backends, the CLI."""
 import json
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+import local_servers  # tests/helpers/: a scripted server in a thread
 from longrm_tasks.cli import main
 from longrm_tasks.errors import InputError
 from longrm_tasks.testing import build_tokenizer, save_tiny_model
@@ -38,7 +37,7 @@ def _canned(model, user_text):
     return f"[Analysis]\n{model} read the key passage and judged {response!r}.\n{verdict}"
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(local_servers.QuietHandler):
     seen: list = []
 
     def do_POST(self):
@@ -56,18 +55,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(reply.encode())
 
-    def log_message(self, *args):
-        pass
-
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
-    thread.join()
+    url, stop = local_servers.start(_Handler)
+    yield url + "/v1"
+    stop()
 
 
 @pytest.fixture(scope="module")
